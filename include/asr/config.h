@@ -1,0 +1,129 @@
+/*
+ * config.h - the asr configuration: one YAML file, loaded and validated as a whole.
+ *
+ * asr_config_load() parses the file with libyaml, checks every key against the schema tables in
+ * config.c and returns either a complete, valid struct asr_config or an error naming
+ * "FILE:LINE: KEY: REASON" (for example "demo/asr.yaml:12: services[0].health.rise: expected a
+ * positive integer, got 'two'"). Unknown keys, wrong types, missing required fields, malformed
+ * YAML and commands that cannot be found are all errors. A config is never half-applied: the
+ * daemon swaps a new one in only after it has loaded cleanly.
+ *
+ * Relative paths in the file (repo, playbooks, state_dir) are resolved against the directory
+ * that holds the config file, and stored absolute.
+ */
+#ifndef ASR_CONFIG_H
+#define ASR_CONFIG_H
+
+#include "asr/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A NULL-terminated argv, each element a separate allocation owned by the config. */
+typedef char **asr_argv;
+
+struct asr_health_cfg {
+    char *path;      /* request path of the health probe, default "/health" */
+    int interval_ms; /* between probes, default 1000 */
+    int timeout_ms;  /* per probe, default 1000 */
+    int rise;        /* consecutive successes to be healthy, default 2 */
+    int fall;        /* consecutive failures to be unhealthy, default 3 */
+};
+
+/* How a crashed slot is restarted (see docs/runtime.md). */
+struct asr_restart_cfg {
+    int backoff_initial_ms; /* first delay of a crash loop, default 100 */
+    int backoff_max_ms;     /* the delay doubles up to this, default 30000 */
+    int stable_ms;          /* healthy this long and a crash is not part of a loop, default 1000 */
+    int budget;             /* at most this many restarts ... default 20 */
+    int window_ms;          /* ... within this window, default 60000 */
+};
+
+/* Timeouts of the deploy pipeline. */
+struct asr_deploy_cfg {
+    int build_timeout_ms;   /* default 300000 */
+    int test_timeout_ms;    /* default 300000 */
+    int healthy_timeout_ms; /* a new slot must be healthy within this, default 10000 */
+    int drain_timeout_ms;   /* old slot's in-flight requests get this long, default 10000 */
+    int stop_grace_ms;      /* SIGTERM to SIGKILL, default 5000 */
+};
+
+struct asr_signature_cfg {
+    char *id;
+    char *pattern;
+    char *severity;     /* "info" | "warning" | "error" | "critical", default "error" */
+    asr_argv dedupe;    /* captured field names forming the dedupe key; may be empty (NULL-only) */
+    int line;           /* line of the entry in the config file, for later error messages */
+};
+
+struct asr_policy_cfg {
+    asr_argv patch_paths; /* globs, relative to the repo; empty means no patch is allowed */
+    asr_argv approval;    /* action names that need an operator's approval */
+    int budget_remediations; /* default 6 */
+    int64_t budget_per_ms;   /* default 1h */
+    int64_t cooldown_ms;     /* default 10m */
+};
+
+struct asr_service_cfg {
+    char *name;         /* [a-z0-9][a-z0-9_-]{0,62} */
+    char *repo;         /* absolute path to a directory inside a git work tree */
+    asr_argv build;     /* may be NULL: nothing to build */
+    asr_argv test;      /* may be NULL: no tests */
+    asr_argv start;     /* required; "${PORT}" is replaced by the slot's port */
+    asr_argv env;       /* extra "NAME=value" entries for build, test and start; may be NULL */
+    char *listen_host;  /* numeric IPv4/IPv6 address of the proxy, e.g. "127.0.0.1" */
+    int listen_port;    /* 1..65535 */
+    struct asr_health_cfg health;
+    bool log_stdout, log_stderr; /* from `logs: [stdout, stderr]`, default both */
+    struct asr_signature_cfg *signatures;
+    size_t nsignatures;
+    struct asr_policy_cfg policy;
+    struct asr_restart_cfg restart;
+    struct asr_deploy_cfg deploy;
+    int line; /* line of the entry in the config file */
+};
+
+struct asr_llm_cfg {
+    char *provider;    /* "none" | "openai" | "gemini" | "anthropic", default "none" */
+    char *base_url;    /* may be NULL */
+    char *model;       /* may be NULL */
+    char *api_key_env; /* name of the environment variable holding the key; may be NULL */
+};
+
+struct asr_config {
+    char *path;      /* the file it was loaded from, as given */
+    char *dir;       /* absolute directory of that file */
+    char *state_dir; /* absolute; default "<dir>/.asr" */
+    char *log_level; /* "debug" | "info" | "warn" | "error", default "info" */
+    char *playbooks; /* absolute directory, may be NULL */
+    struct asr_llm_cfg llm;
+    struct asr_service_cfg *services;
+    size_t nservices;
+};
+
+/*
+ * Loads and validates the file at path. On success *out owns a new config (free it with
+ * asr_config_free) and 0 is returned. On failure returns ASR_ECONFIG (or ASR_ENOMEM/ASR_EIO) and
+ * err->msg holds one line "PATH:LINE: KEY: REASON" naming the first problem found.
+ */
+int asr_config_load(const char *path, struct asr_config **out, struct asr_err *err);
+
+/*
+ * Same as asr_config_load, but from a buffer (for tests and the fuzz target). `name` stands in
+ * for the path in messages, and `dir` is the base for relative paths. Command lookup is skipped
+ * when check_commands is false (the fuzz target must not depend on the machine's PATH).
+ */
+int asr_config_parse(const char *name, const char *dir, const char *text, size_t len,
+                     bool check_commands, struct asr_config **out, struct asr_err *err);
+
+/* Frees a config; accepts NULL and a half-built config. */
+void asr_config_free(struct asr_config *cfg);
+
+/* The service called name, or NULL. */
+const struct asr_service_cfg *asr_config_service(const struct asr_config *cfg, const char *name);
+
+/* Number of elements of a NULL-terminated argv (0 for NULL). */
+size_t asr_argv_len(const asr_argv argv);
+
+#endif
