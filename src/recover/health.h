@@ -1,0 +1,31 @@
+/*
+ * health.h - one HTTP health probe (RECOVER stage).
+ *
+ * GET <path> on host:port with "Connection: close"; healthy means a 2xx or 3xx status line within
+ * the timeout. The slot code counts consecutive results against `rise` and `fall`.
+ */
+#ifndef ASR_RECOVER_HEALTH_H
+#define ASR_RECOVER_HEALTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct asr_probe;
+
+/* ok: 2xx/3xx in time. status: HTTP status or 0. why: static text when not ok. */
+typedef void (*asr_probe_cb)(bool ok, int status, const char *why, uint64_t latency_us,
+                             void *data);
+
+/*
+ * Starts a probe; cb runs exactly once, never from inside this call, unless the probe is
+ * cancelled first. The probe frees itself after cb. Returns NULL when out of memory or host is
+ * not a numeric address (cb is then not called).
+ */
+struct asr_probe *asr_probe_start(uv_loop_t *loop, const char *host, int port, const char *path,
+                                  int timeout_ms, const char *extra_headers, asr_probe_cb cb,
+                                  void *data);
+/* Cancels a running probe: cb will not be called. */
+void asr_probe_cancel(struct asr_probe *p);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * migrate.c - the schema of asr.db as numbered migrations, and the code that applies them.
+ *
+ * Part of the store (src/store/), which every stage writes its state to. The schema is the list
+ * below and nothing else: migration N is entry N, applied once, in its own BEGIN IMMEDIATE
+ * transaction together with `PRAGMA user_version = N`, so a database is always exactly at some
+ * version and never between two. The list is append-only: once a migration has shipped it is
+ * never edited, because databases in the field already hold its result; a change is a new entry.
+ * docs/store.md describes every table and column.
+ */
+#include "store/store_int.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * Tables are STRICT so a column holds only its declared type, and constraints are named so that
+ * SQLite's "CHECK constraint failed: <name>" says which rule a write broke.
+ *
+ * releases has UNIQUE (id, service), redundant as a key, so that deployments can reference
+ * (release, service) together: a deployment of one service can never point at another
+ * service's release. events.service has no foreign key on purpose: an event records what
+ * happened and must never be lost to a constraint.
+ */
+static const char migration_1[] =
+    "CREATE TABLE services (\n"
+    "    name       TEXT NOT NULL PRIMARY KEY CONSTRAINT services_name_nonempty\n"
+    "                   CHECK (length(name) > 0),\n"
+    "    created_at INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "\n"
+    "CREATE TABLE releases (\n"
+    "    id           INTEGER PRIMARY KEY,\n"
+    "    service      TEXT NOT NULL REFERENCES services (name),\n"
+    "    commit_sha   TEXT NOT NULL CONSTRAINT releases_commit_full_hex\n"
+    "                     CHECK (length(commit_sha) IN (40, 64)\n"
+    "                            AND commit_sha NOT GLOB '*[^0-9a-f]*'),\n"
+    "    dir          TEXT,\n"
+    "    state        TEXT NOT NULL DEFAULT 'building' CONSTRAINT releases_state_valid\n"
+    "                     CHECK (state IN ('building', 'built', 'good', 'bad')),\n"
+    "    reason       TEXT,\n"
+    "    build_status INTEGER NOT NULL DEFAULT -1,\n"
+    "    build_ms     INTEGER NOT NULL DEFAULT 0 CONSTRAINT releases_build_ms_nonneg\n"
+    "                     CHECK (build_ms >= 0),\n"
+    "    build_output TEXT,\n"
+    "    test_status  INTEGER NOT NULL DEFAULT -1,\n"
+    "    test_ms      INTEGER NOT NULL DEFAULT 0 CONSTRAINT releases_test_ms_nonneg\n"
+    "                     CHECK (test_ms >= 0),\n"
+    "    test_output  TEXT,\n"
+    "    created_at   INTEGER NOT NULL,\n"
+    "    updated_at   INTEGER NOT NULL,\n"
+    "    UNIQUE (service, commit_sha),\n"
+    "    UNIQUE (id, service)\n"
+    ") STRICT;\n"
+    "CREATE INDEX releases_good_by_update ON releases (service, updated_at)\n"
+    "    WHERE state = 'good';\n"
+    "\n"
+    "CREATE TABLE deployments (\n"
+    "    id           INTEGER PRIMARY KEY,\n"
+    "    service      TEXT NOT NULL REFERENCES services (name),\n"
+    "    kind         TEXT NOT NULL CONSTRAINT deployments_kind_valid\n"
+    "                     CHECK (kind IN ('deploy', 'rollback', 'start')),\n"
+    "    from_release INTEGER,\n"
+    "    to_release   INTEGER NOT NULL,\n"
+    "    started_at   INTEGER NOT NULL,\n"
+    "    ended_at     INTEGER,\n"
+    "    outcome      TEXT NOT NULL DEFAULT 'running' CONSTRAINT deployments_outcome_valid\n"
+    "                     CHECK (outcome IN ('running', 'succeeded', 'rolled_back', 'failed')),\n"
+    "    reason       TEXT,\n"
+    "    CONSTRAINT deployments_ended_iff_not_running\n"
+    "        CHECK ((outcome = 'running') = (ended_at IS NULL)),\n"
+    "    FOREIGN KEY (from_release, service) REFERENCES releases (id, service),\n"
+    "    FOREIGN KEY (to_release, service) REFERENCES releases (id, service)\n"
+    ") STRICT;\n"
+    "CREATE INDEX deployments_by_service ON deployments (service, id);\n"
+    "CREATE INDEX deployments_running ON deployments (id) WHERE outcome = 'running';\n"
+    "\n"
+    "CREATE TABLE events (\n"
+    "    id      INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "    at      INTEGER NOT NULL,\n"
+    "    service TEXT,\n"
+    "    actor   TEXT NOT NULL CONSTRAINT events_actor_nonempty CHECK (length(actor) > 0),\n"
+    "    kind    TEXT NOT NULL CONSTRAINT events_kind_nonempty CHECK (length(kind) > 0),\n"
+    "    detail  TEXT\n"
+    ") STRICT;\n"
+    "CREATE INDEX events_by_service ON events (service, id);\n";
+
+static const struct asr_store_migration migrations[] = {
+    {1, "services, releases, deployments, events", migration_1},
+};
+
+const struct asr_store_migration *asr_store_migrations(size_t *n)
+{
+    *n = sizeof(migrations) / sizeof(migrations[0]);
+    return migrations;
+}
+
+int asr_store_read_version(sqlite3 *db, int *out, struct asr_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+        *out = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+        return 0;
+    }
+    asr_err_set(err, ASR_EDB, "store: read schema version: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    return ASR_EDB;
+}
+
+/* What the authorizer saw while a migration script was being prepared. */
+struct script_guard {
+    bool saw_transaction;
+};
+
+/*
+ * Authorizer installed while a migration script runs: BEGIN, COMMIT and ROLLBACK in a script
+ * would end the migration's transaction early and commit half of it, so they are refused before
+ * they run. Savepoints stay allowed; they nest inside the transaction.
+ */
+static int script_auth_cb(void *arg, int action, const char *a, const char *b, const char *c,
+                          const char *d)
+{
+    (void)a;
+    (void)b;
+    (void)c;
+    (void)d;
+    struct script_guard *g = arg;
+    if (action == SQLITE_TRANSACTION) {
+        g->saw_transaction = true;
+        return SQLITE_DENY;
+    }
+    return SQLITE_OK;
+}
+
+/* Runs one statement with no result rows needed; returns the SQLite code. */
+static int exec1(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/*
+ * Applies one migration. The version is read again inside the write transaction: another
+ * process opening the same file may have applied this migration while we waited for the lock,
+ * in which case there is nothing left to do.
+ */
+static int apply_one(sqlite3 *db, const char *path, const struct asr_store_migration *m,
+                     struct asr_err *err)
+{
+    char *errmsg = NULL;
+    sqlite3_stmt *fk = NULL;
+    struct script_guard guard = {false};
+    char bump[64];
+    int rc = 0;
+    int cur = 0;
+    int step;
+
+    if (exec1(db, "BEGIN IMMEDIATE") != SQLITE_OK)
+        return asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): begin: %s", path,
+                           m->version, m->name, sqlite3_errmsg(db));
+
+    if (asr_store_read_version(db, &cur, err) != 0) {
+        rc = ASR_EDB;
+        goto out;
+    }
+    if (cur >= m->version)
+        goto out; /* applied by someone else meanwhile; commit the empty transaction */
+
+    sqlite3_set_authorizer(db, script_auth_cb, &guard);
+    int src = sqlite3_exec(db, m->sql, NULL, NULL, &errmsg);
+    sqlite3_set_authorizer(db, NULL, NULL);
+    if (src != SQLITE_OK) {
+        if (guard.saw_transaction)
+            rc = asr_err_set(err, ASR_EDB,
+                             "store: %s: migration %d (%s): scripts must not contain BEGIN, "
+                             "COMMIT or ROLLBACK (%s)",
+                             path, m->version, m->name, errmsg ? errmsg : sqlite3_errstr(src));
+        else
+            rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): %s", path, m->version,
+                             m->name, errmsg ? errmsg : sqlite3_errstr(src));
+        goto out;
+    }
+
+    /*
+     * PRAGMA takes no bound parameters, so the version is formatted into the statement. It is
+     * an int from the static table above, never outside data.
+     */
+    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", m->version);
+    if (exec1(db, bump) != SQLITE_OK) {
+        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): set version: %s", path,
+                         m->version, m->name, sqlite3_errmsg(db));
+        goto out;
+    }
+
+    /*
+     * foreign_keys cannot be switched off inside a transaction, so a migration that rebuilds a
+     * table defers the checks instead; this catches what it left behind before it commits.
+     */
+    if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &fk, NULL) != SQLITE_OK) {
+        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): foreign key check: %s",
+                         path, m->version, m->name, sqlite3_errmsg(db));
+        goto out;
+    }
+    step = sqlite3_step(fk);
+    if (step == SQLITE_ROW) {
+        rc = asr_err_set(err, ASR_EDB,
+                         "store: %s: migration %d (%s): leaves a foreign key violation in table "
+                         "%s (row %lld)",
+                         path, m->version, m->name, (const char *)sqlite3_column_text(fk, 0),
+                         (long long)sqlite3_column_int64(fk, 1));
+        goto out;
+    }
+    if (step != SQLITE_DONE) {
+        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): foreign key check: %s",
+                         path, m->version, m->name, sqlite3_errmsg(db));
+        goto out;
+    }
+
+out:
+    sqlite3_finalize(fk);
+    sqlite3_free(errmsg);
+    if (rc == 0 && exec1(db, "COMMIT") != SQLITE_OK)
+        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): commit: %s", path,
+                         m->version, m->name, sqlite3_errmsg(db));
+    if (rc != 0 && !sqlite3_get_autocommit(db))
+        exec1(db, "ROLLBACK");
+    return rc;
+}
+
+int asr_store_migrate(sqlite3 *db, const char *path, const struct asr_store_migration *m,
+                      size_t n, struct asr_err *err)
+{
+    if (n > 1000000)
+        return asr_err_set(err, ASR_EINVAL, "store: migration table has %zu entries", n);
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version != (int)i + 1 || m[i].sql == NULL || m[i].name == NULL)
+            return asr_err_set(err, ASR_EINVAL,
+                               "store: migration table entry %zu has version %d, expected %zu "
+                               "(versions are 1, 2, 3, ... in order, each with a name and sql)",
+                               i, m[i].version, i + 1);
+    }
+
+    int version = 0;
+    int rc = asr_store_read_version(db, &version, err);
+    if (rc != 0)
+        return rc;
+    if (version < 0)
+        return asr_err_set(err, ASR_EDB, "store: %s: schema version %d is not valid", path,
+                           version);
+    if ((size_t)version > n)
+        return asr_err_set(err, ASR_EDB,
+                           "store: %s: schema version %d is newer than this asr knows (%zu); "
+                           "use a newer asr or another state dir",
+                           path, version, n);
+
+    for (size_t i = (size_t)version; i < n; i++) {
+        rc = apply_one(db, path, &m[i], err);
+        if (rc != 0)
+            return rc;
+    }
+
+    /* Another process may have migrated past us while we waited for its lock. */
+    rc = asr_store_read_version(db, &version, err);
+    if (rc == 0 && (size_t)version > n)
+        rc = asr_err_set(err, ASR_EDB,
+                         "store: %s: schema version %d is newer than this asr knows (%zu); "
+                         "use a newer asr or another state dir",
+                         path, version, n);
+    return rc;
+}

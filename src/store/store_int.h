@@ -1,0 +1,76 @@
+/*
+ * store_int.h - the inside of the store, shared by the files of src/store/ and by its unit test.
+ *
+ * store.h is what the rest of asr sees. This header adds what a second store module (incidents,
+ * journal, audit chain) needs to follow the same rules: the connection, the clock, and the
+ * BEGIN IMMEDIATE helpers. It also holds the migration table and two test hooks: opening a file
+ * with a migration list of the caller's, and replacing the clock. Nothing outside src/store/ and
+ * tests/unit/test_store.c includes it.
+ */
+#ifndef ASR_STORE_INT_H
+#define ASR_STORE_INT_H
+
+#include "asr/error.h"
+#include "asr/store.h"
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * One migration: version N is the N-th entry of its table (versions are 1, 2, 3, ... with no
+ * gaps). sql is one or more statements run with sqlite3_exec() inside the migration's
+ * transaction; it must not contain BEGIN, COMMIT or ROLLBACK (the authorizer refuses them).
+ * Applied migrations are never edited: a change to the schema is a new entry at the end.
+ */
+struct asr_store_migration {
+    int version;
+    const char *name; /* a few words, shown in errors: "services, releases, deployments, events" */
+    const char *sql;
+};
+
+/* The migrations of this build of asr; *n receives their count. Static, never freed. */
+const struct asr_store_migration *asr_store_migrations(size_t *n);
+
+/*
+ * Brings the database on db up to version n by applying m[version .. n-1], each in its own
+ * BEGIN IMMEDIATE transaction together with the bump of PRAGMA user_version. path is only used in
+ * messages. Returns 0, ASR_EINVAL for a malformed table, or ASR_EDB: a database newer than n, or
+ * a failed migration (rolled back, err->msg names its number and SQLite's message).
+ */
+int asr_store_migrate(sqlite3 *db, const char *path, const struct asr_store_migration *m,
+                      size_t n, struct asr_err *err);
+
+/* Reads PRAGMA user_version into *out. Returns 0 or ASR_EDB. */
+int asr_store_read_version(sqlite3 *db, int *out, struct asr_err *err);
+
+/* Test hook: asr_store_open_file() with a migration table of the caller's instead of ours. */
+int asr_store_open_file_with_migrations(const char *path, const struct asr_store_migration *m,
+                                        size_t n, struct asr_store **out, struct asr_err *err);
+
+/*
+ * Test hook: every timestamp the store writes comes from now_cb(arg) instead of
+ * asr_time_wall_ms(). A NULL now_cb restores the wall clock.
+ */
+void asr_store_set_clock(struct asr_store *st, int64_t (*now_cb)(void *arg), void *arg);
+
+/* For other store modules: the connection (owned by st), and the time the store stamps rows with. */
+sqlite3 *asr_store_db(struct asr_store *st);
+int64_t asr_store_now(struct asr_store *st);
+
+/*
+ * Write transactions. asr_store_begin() runs BEGIN IMMEDIATE (waiting up to the busy timeout for
+ * another writer); asr_store_commit() commits; asr_store_rollback() rolls back if a transaction is
+ * open and is safe to call when none is. op names the operation in error messages.
+ */
+int asr_store_begin(struct asr_store *st, const char *op, struct asr_err *err);
+int asr_store_commit(struct asr_store *st, const char *op, struct asr_err *err);
+void asr_store_rollback(struct asr_store *st);
+
+/*
+ * Records the connection's last error as "store: <op>: <sqlite message>" and returns ASR_EDB
+ * (ASR_ENOMEM when SQLite ran out of memory).
+ */
+int asr_store_fail(struct asr_store *st, const char *op, struct asr_err *err);
+
+#endif
