@@ -1,12 +1,50 @@
 /*
- * main.c - the `asr` command: dispatches to the subcommands in src/cli/cmd_*.c.
+ * main.c - the `asr` command: dispatches to the subcommands (cmd_*.c).
  */
+#include "cli/cli.h"
+
 #include <stdio.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: asr COMMAND [options]\n"
+    "\n"
+    "asr (Autonomous Software Recovery) keeps services up: it builds releases from git, runs\n"
+    "them blue/green behind its proxy, health-checks and restarts them, and rolls back.\n"
+    "\n"
+    "commands:\n"
+    "  run -c FILE [--state-dir DIR]      run the daemon in the foreground\n"
+    "  status [--json]                    show services, releases, health, restarts\n"
+    "  deploy SERVICE [--ref REV]         build, test and cut over to REV (default HEAD)\n"
+    "  rollback SERVICE                   cut over to the last good release\n"
+    "  config check -c FILE               validate a config file\n"
+    "\n"
+    "Commands find the daemon through its state dir: --state-dir DIR, or the state_dir of\n"
+    "-c FILE, or $ASR_STATE_DIR, or ./.asr. Each command takes --help.\n";
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+} commands[] = {
+    {"run", cmd_run},           {"status", cmd_status}, {"deploy", cmd_deploy},
+    {"rollback", cmd_rollback}, {"config", cmd_config},
+};
 
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "asr: not built yet\n");
-    return 1;
+    if (argc < 2) {
+        fprintf(stderr, "%s", USAGE);
+        return ASR_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        printf("%s", USAGE);
+        return ASR_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 2, argv + 2);
+    cli_error("usage", "unknown command '%s'", argv[1]);
+    fprintf(stderr, "%s", USAGE);
+    return ASR_EXIT_USAGE;
 }

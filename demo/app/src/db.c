@@ -22,7 +22,7 @@ static const int DB_STATEMENT_LIMIT_MS = 50;
 
 /* A statement that needs a few hundred milliseconds of CPU and no data. */
 static const char SLOW_REPORT_SQL[] =
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 800000)"
     " SELECT count(*) FROM n";
 
 /* How long a connection waits for a lock held by another, in ms. */
@@ -38,13 +38,11 @@ static const char SCHEMA_SQL[] =
     " quantity INTEGER NOT NULL,"
     " price_cents INTEGER NOT NULL)";
 
+/* Seeds five orders into an empty table; a second start adds nothing. */
 static const char SEED_SQL[] =
     "INSERT INTO orders (item, quantity, price_cents)"
-    " SELECT 'widget', 2, 1999 UNION ALL"
-    " SELECT 'gadget', 1, 4999 UNION ALL"
-    " SELECT 'sprocket', 10, 250 UNION ALL"
-    " SELECT 'gizmo', 3, 1250 UNION ALL"
-    " SELECT 'doohickey', 5, 799"
+    " SELECT * FROM (VALUES ('widget', 2, 1999), ('gadget', 1, 4999),"
+    " ('sprocket', 10, 250), ('gizmo', 3, 1250), ('doohickey', 5, 799))"
     " WHERE NOT EXISTS (SELECT 1 FROM orders)";
 
 /* Opens `path` for one request; `flags` adds SQLITE_OPEN_CREATE at start. */

@@ -1,0 +1,50 @@
+/*
+ * cli.h - what the `asr` subcommands share: option parsing, the state dir, error output.
+ *
+ * Exit codes: 0 success, 1 failure, 2 usage error. Errors go to stderr as "asr: <what>: <why>".
+ */
+#ifndef ASR_CLI_H
+#define ASR_CLI_H
+
+#include "asr/config.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#define ASR_EXIT_OK 0
+#define ASR_EXIT_FAIL 1
+#define ASR_EXIT_USAGE 2
+
+/* Options common to most subcommands. */
+struct cli_opts {
+    const char *config_path; /* -c FILE */
+    const char *state_dir;   /* --state-dir DIR */
+    bool json;               /* --json */
+    const char *ref;         /* --ref REV */
+    const char *log_level;   /* --log-level LEVEL */
+    const char *report;      /* --report FILE */
+    bool help;
+    char *args[8]; /* positional arguments */
+    int nargs;
+};
+
+/* Parses argv (after the subcommand name). allowed: letters of the options the command accepts:
+ * c config, s state-dir, j json, r ref, l log-level, p report. Prints usage errors itself and
+ * returns ASR_EXIT_USAGE, else 0. */
+int cli_parse(int argc, char **argv, const char *allowed, int max_args, const char *usage,
+              struct cli_opts *o);
+/* Prints "asr: what: why" to stderr. */
+void cli_error(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The state dir: --state-dir, else the config's state_dir (loading -c), else $ASR_STATE_DIR,
+ * else ./.asr. Returns a new absolute path, or NULL after printing an error. */
+char *cli_state_dir(const struct cli_opts *o);
+/* Prints a JSON value followed by a newline. */
+void cli_print_json(json_t *v);
+
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_deploy(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+
+#endif

@@ -1,0 +1,435 @@
+/*
+ * cmd_run.c - `asr run`: the daemon. One libuv loop runs every service's proxy, slots, health
+ * checks, deployments and restarts, plus the control socket the other commands talk to.
+ *
+ * Duties of the loop, in the manner of Redis' serverCron list:
+ *   - services: proxy connections, health probes, crash restarts, deployments (service.c)
+ *   - control socket: status, deploy, rollback requests from the CLI (api/control.c)
+ *   - signals: SIGTERM/SIGINT stop everything cleanly; SIGHUP reloads the config, keeping the
+ *     running one when the new one is invalid
+ * The state dir is locked (flock on asr.lock) so two daemons never share one.
+ */
+#include "api/control.h"
+#include "asr/config.h"
+#include "asr/fsutil.h"
+#include "asr/log.h"
+#include "asr/store.h"
+#include "asr/timeutil.h"
+#include "cli/cli.h"
+#include "recover/service.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define MAX_SERVICES 64
+
+static const char RUN_USAGE[] =
+    "usage: asr run -c FILE [--state-dir DIR] [--log-level debug|info|warn|error]\n"
+    "Runs the asr daemon in the foreground: builds, deploys, proxies, health-checks and\n"
+    "restarts the configured services. SIGTERM stops it; SIGHUP reloads the config.\n";
+
+struct daemon {
+    uv_loop_t *loop;
+    struct asr_config *cfg;
+    struct asr_config *retired[16]; /* configs still referenced by stopping services */
+    int nretired;
+    char *state_dir;
+    struct asr_store *store;
+    struct asr_control *control;
+    struct asr_runtime_ctx ctx;
+    struct asr_service *services[MAX_SERVICES];
+    int nservices;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    int stopping;      /* services still shutting down */
+    bool stop_requested;
+    int64_t started_at;
+    int lock_fd;
+    bool signals_started;
+    bool state_dir_from_cli;
+};
+
+static void on_slot_line(struct asr_service *svc, const char *slot, int stream, const char *line,
+                         size_t len, void *data)
+{
+    (void)data;
+    /* Service output is attacker-influenced text: print it as data, never as a format. */
+    asr_info("[%s/%s %s] %.*s", asr_service_name(svc), slot, stream == 1 ? "out" : "err",
+             (int)(len > 4096 ? 4096 : len), line);
+}
+
+static struct asr_service *find_service(struct daemon *d, const char *name)
+{
+    for (int i = 0; i < d->nservices; i++)
+        if (strcmp(asr_service_name(d->services[i]), name) == 0)
+            return d->services[i];
+    return NULL;
+}
+
+/* ---- control requests ------------------------------------------------------------------------ */
+
+static void op_progress_cb(const char *msg, void *data)
+{
+    asr_control_progress(data, msg);
+}
+
+static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
+{
+    struct asr_control_conn *conn = data;
+    if (conn == NULL)
+        return;
+    json_t *reply = json_pack("{s:b}", "ok", rc == 0);
+    if (rc != 0)
+        json_object_set_new(reply, "error", json_string(msg));
+    if (result != NULL)
+        json_object_set(reply, "result", result);
+    asr_control_reply(conn, reply);
+}
+
+static json_t *daemon_status(struct daemon *d)
+{
+    json_t *svcs = json_array();
+    for (int i = 0; i < d->nservices; i++)
+        json_array_append_new(svcs, asr_service_status(d->services[i]));
+    return json_pack("{s:b, s:{s:i, s:s, s:s, s:I}, s:o}", "ok", 1, "daemon", "pid",
+                     (int)getpid(), "config", d->cfg->path, "state_dir", d->state_dir,
+                     "uptime_ms", (json_int_t)(asr_time_wall_ms() - d->started_at), "services",
+                     svcs);
+}
+
+static void control_handler(struct asr_control_conn *conn, json_t *req, void *data)
+{
+    struct daemon *d = data;
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    if (cmd == NULL) {
+        asr_control_reply_error(conn, "request has no \"cmd\"");
+        return;
+    }
+    if (strcmp(cmd, "status") == 0) {
+        asr_control_reply(conn, daemon_status(d));
+        return;
+    }
+    if (d->stop_requested) {
+        asr_control_reply_error(conn, "asr is stopping");
+        return;
+    }
+    if (strcmp(cmd, "deploy") == 0 || strcmp(cmd, "rollback") == 0) {
+        const char *name = json_string_value(json_object_get(req, "service"));
+        struct asr_service *svc = name ? find_service(d, name) : NULL;
+        if (svc == NULL) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "unknown service '%s'", name ? name : "");
+            asr_control_reply_error(conn, msg);
+            return;
+        }
+        struct asr_err err = {0};
+        int rc;
+        if (strcmp(cmd, "deploy") == 0) {
+            const char *ref = json_string_value(json_object_get(req, "ref"));
+            rc = asr_service_deploy(svc, ref, "deploy", op_progress_cb, op_done_cb, conn, &err);
+        } else {
+            rc = asr_service_rollback(svc, op_progress_cb, op_done_cb, conn, &err);
+        }
+        if (rc != 0)
+            asr_control_reply_error(conn, asr_err_msg(&err, rc));
+        return;
+    }
+    char msg[128];
+    snprintf(msg, sizeof(msg), "unknown command '%.64s'", cmd);
+    asr_control_reply_error(conn, msg);
+}
+
+/* ---- stopping --------------------------------------------------------------------------------- */
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish_stop(struct daemon *d)
+{
+    for (int i = 0; i < d->nservices; i++)
+        asr_service_destroy(d->services[i]);
+    d->nservices = 0;
+    asr_control_close(d->control);
+    d->control = NULL;
+    if (d->signals_started) {
+        uv_close((uv_handle_t *)&d->sig_term, NULL);
+        uv_close((uv_handle_t *)&d->sig_int, NULL);
+        uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    }
+    asr_store_event_add(d->store, NULL, "daemon", "daemon.stopped", NULL, NULL);
+    asr_info("asr stopped");
+}
+
+static void service_stopped_cb(void *data)
+{
+    struct daemon *d = data;
+    if (--d->stopping == 0)
+        finish_stop(d);
+}
+
+static void request_stop(struct daemon *d, const char *why)
+{
+    if (d->stop_requested)
+        return;
+    d->stop_requested = true;
+    asr_info("stopping (%s): draining and stopping %d service(s)", why, d->nservices);
+    d->stopping = d->nservices + 1;
+    for (int i = 0; i < d->nservices; i++)
+        asr_service_shutdown(d->services[i], service_stopped_cb, d);
+    service_stopped_cb(d);
+}
+
+/* ---- reload ----------------------------------------------------------------------------------- */
+
+struct removal {
+    struct daemon *d;
+    struct asr_service *svc;
+};
+
+static void removed_service_stopped_cb(void *data)
+{
+    struct removal *r = data;
+    asr_service_destroy(r->svc);
+    free(r);
+}
+
+static void start_done_cb(int rc, const char *msg, json_t *result, void *data)
+{
+    (void)result;
+    (void)data;
+    if (rc != 0)
+        asr_error("start failed: %s", msg);
+}
+
+/*
+ * Applies a freshly loaded config. Everything that can be rejected is checked before anything
+ * changes, so a rejected reload leaves the daemon exactly as it was.
+ */
+static int apply_config(struct daemon *d, struct asr_config *next, struct asr_err *err)
+{
+    if (!d->state_dir_from_cli && strcmp(next->state_dir, d->cfg->state_dir) != 0)
+        return asr_err_set(err, ASR_ECONFIG, "%s: state_dir cannot change while asr runs",
+                           next->path);
+    for (size_t i = 0; i < next->nservices; i++) {
+        const struct asr_service_cfg *n = &next->services[i];
+        const struct asr_service_cfg *o = asr_config_service(d->cfg, n->name);
+        if (o != NULL && (strcmp(o->listen_host, n->listen_host) != 0 ||
+                          o->listen_port != n->listen_port))
+            return asr_err_set(err, ASR_ECONFIG,
+                               "%s:%d: services[%zu].listen: changing the listen address of '%s' "
+                               "needs a restart of asr",
+                               next->path, n->line, i, n->name);
+    }
+    if (d->nretired >= (int)(sizeof(d->retired) / sizeof(d->retired[0])))
+        return asr_err_set(err, ASR_EBUSY, "too many reloads while services are stopping");
+    /* Removed services stop; they keep pointing into the old config, which is retired. */
+    for (int i = 0; i < d->nservices;) {
+        struct asr_service *svc = d->services[i];
+        if (asr_config_service(next, asr_service_name(svc)) != NULL) {
+            i++;
+            continue;
+        }
+        asr_info("reload: removing service %s", asr_service_name(svc));
+        struct removal *r = malloc(sizeof(*r));
+        r->d = d;
+        r->svc = svc;
+        asr_service_shutdown(svc, removed_service_stopped_cb, r);
+        d->services[i] = d->services[--d->nservices];
+    }
+    for (size_t i = 0; i < next->nservices; i++) {
+        const struct asr_service_cfg *n = &next->services[i];
+        struct asr_service *svc = find_service(d, n->name);
+        if (svc != NULL) {
+            asr_service_update_config(svc, n);
+            continue;
+        }
+        if (d->nservices >= MAX_SERVICES) {
+            asr_error("reload: too many services; '%s' not added", n->name);
+            continue;
+        }
+        struct asr_err e2 = {0};
+        if (asr_service_create(&d->ctx, n, &svc, &e2) != 0) {
+            asr_error("reload: cannot add service %s: %s", n->name, e2.msg);
+            continue;
+        }
+        asr_info("reload: adding service %s", n->name);
+        d->services[d->nservices++] = svc;
+        asr_service_start(svc, start_done_cb, NULL);
+    }
+    d->retired[d->nretired++] = d->cfg;
+    d->cfg = next;
+    return 0;
+}
+
+static void reload(struct daemon *d)
+{
+    struct asr_config *next = NULL;
+    struct asr_err err = {0};
+    int rc = asr_config_load(d->cfg->path, &next, &err);
+    if (rc == 0)
+        rc = apply_config(d, next, &err);
+    if (rc != 0) {
+        asr_config_free(next);
+        asr_error("config reload rejected, keeping the running config: %s",
+                  asr_err_msg(&err, rc));
+        asr_store_event_add(d->store, NULL, "daemon", "config.reload_rejected",
+                            asr_err_msg(&err, rc), NULL);
+        return;
+    }
+    asr_info("config reloaded from %s", d->cfg->path);
+    asr_store_event_add(d->store, NULL, "daemon", "config.reloaded", d->cfg->path, NULL);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (signum == SIGHUP) {
+        if (!d->stop_requested)
+            reload(d);
+        return;
+    }
+    request_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- main ------------------------------------------------------------------------------------- */
+
+static int lock_state_dir(struct daemon *d)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/asr.lock", d->state_dir);
+    d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (d->lock_fd < 0) {
+        cli_error("run", "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        cli_error("run", "another asr daemon is already running with state dir %s",
+                  d->state_dir);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(d->lock_fd, 0) == 0 && write(d->lock_fd, pid, (size_t)n) < 0)
+        asr_warn("cannot write pid to %s", path);
+    return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct cli_opts o;
+    int rc = cli_parse(argc, argv, "csl", 0, RUN_USAGE, &o);
+    if (rc != 0 || o.help)
+        return rc;
+    if (o.config_path == NULL) {
+        cli_error("run", "missing -c FILE");
+        fprintf(stderr, "%s", RUN_USAGE);
+        return ASR_EXIT_USAGE;
+    }
+    struct daemon d;
+    memset(&d, 0, sizeof(d));
+    d.lock_fd = -1;
+    struct asr_err err = {0};
+    rc = asr_config_load(o.config_path, &d.cfg, &err);
+    if (rc != 0) {
+        cli_error("config", "%s", asr_err_msg(&err, rc));
+        return ASR_EXIT_FAIL;
+    }
+    enum asr_log_level lvl;
+    const char *lvl_name = o.log_level ? o.log_level : d.cfg->log_level;
+    if (lvl_name != NULL) {
+        if (asr_log_parse_level(lvl_name, &lvl) != 0) {
+            cli_error("run", "unknown log level '%s'", lvl_name);
+            asr_config_free(d.cfg);
+            return ASR_EXIT_USAGE;
+        }
+        asr_log_set_level(lvl);
+    }
+    char *sd = o.state_dir ? cli_state_dir(&o) : strdup(d.cfg->state_dir);
+    d.state_dir = sd;
+    d.state_dir_from_cli = o.state_dir != NULL;
+    int exit_code = ASR_EXIT_FAIL;
+    if (sd == NULL || asr_mkdirs(sd, 0700) != 0) {
+        cli_error("run", "cannot create state dir %s: %s", sd ? sd : "?", strerror(errno));
+        goto out;
+    }
+    if (lock_state_dir(&d) != 0)
+        goto out;
+    if (asr_store_open(sd, &d.store, &err) != 0) {
+        cli_error("store", "%s", err.msg);
+        goto out;
+    }
+    int abandoned = asr_store_deployment_abandon_running(
+        d.store, "asr stopped while the deployment was running", &err);
+    if (abandoned > 0)
+        asr_warn("marked %d interrupted deployment(s) as failed", abandoned);
+
+    signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)(asr_time_mono_us() ^ (uint64_t)getpid()));
+    d.loop = uv_default_loop();
+    d.started_at = asr_time_wall_ms();
+    d.ctx = (struct asr_runtime_ctx){.loop = d.loop,
+                                     .store = d.store,
+                                     .state_dir = d.state_dir,
+                                     .on_line = on_slot_line};
+    for (size_t i = 0; i < d.cfg->nservices && i < MAX_SERVICES; i++) {
+        struct asr_service *svc;
+        if (asr_service_create(&d.ctx, &d.cfg->services[i], &svc, &err) != 0) {
+            cli_error("run", "service %s: %s", d.cfg->services[i].name, err.msg);
+            goto out_loop;
+        }
+        d.services[d.nservices++] = svc;
+    }
+    if (asr_control_listen(d.loop, d.state_dir, control_handler, &d, &d.control, &err) != 0) {
+        cli_error("run", "%s", err.msg);
+        goto out_loop;
+    }
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    uv_signal_init(d.loop, &d.sig_hup);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+    uv_signal_start(&d.sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&d.sig_int, signal_cb, SIGINT);
+    uv_signal_start(&d.sig_hup, signal_cb, SIGHUP);
+    d.signals_started = true;
+    asr_store_event_add(d.store, NULL, "daemon", "daemon.started", d.cfg->path, NULL);
+    asr_info("asr %d started: config %s, state dir %s, %d service(s)", (int)getpid(),
+             d.cfg->path, d.state_dir, d.nservices);
+    for (int i = 0; i < d.nservices; i++)
+        asr_service_start(d.services[i], start_done_cb, NULL);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    exit_code = ASR_EXIT_OK;
+    goto out_close;
+
+out_loop:
+    /* Startup failed after the loop was in use: shut down what was created. */
+    if (d.nservices > 0) {
+        d.stopping = d.nservices;
+        for (int i = 0; i < d.nservices; i++)
+            asr_service_shutdown(d.services[i], service_stopped_cb, &d);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+    }
+out_close:
+    if (d.loop != NULL) {
+        uv_walk(d.loop, close_walk_cb, NULL);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        uv_loop_close(d.loop);
+    }
+out:
+    asr_store_close(d.store);
+    for (int i = 0; i < d.nretired; i++)
+        asr_config_free(d.retired[i]);
+    asr_config_free(d.cfg);
+    free(sd);
+    if (d.lock_fd >= 0)
+        close(d.lock_fd);
+    return exit_code;
+}
