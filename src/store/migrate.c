@@ -199,8 +199,8 @@ static int apply_one(sqlite3 *db, const char *path, const struct asr_store_migra
      * table defers the checks instead; this catches what it left behind before it commits.
      */
     if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &fk, NULL) != SQLITE_OK) {
-        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): foreign key check: %s",
-                         path, m->version, m->name, sqlite3_errmsg(db));
+        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): foreign key check: %s", path,
+                         m->version, m->name, sqlite3_errmsg(db));
         goto out;
     }
     step = sqlite3_step(fk);
@@ -213,8 +213,8 @@ static int apply_one(sqlite3 *db, const char *path, const struct asr_store_migra
         goto out;
     }
     if (step != SQLITE_DONE) {
-        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): foreign key check: %s",
-                         path, m->version, m->name, sqlite3_errmsg(db));
+        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): foreign key check: %s", path,
+                         m->version, m->name, sqlite3_errmsg(db));
         goto out;
     }
 
@@ -222,15 +222,15 @@ out:
     sqlite3_finalize(fk);
     sqlite3_free(errmsg);
     if (rc == 0 && exec1(db, "COMMIT") != SQLITE_OK)
-        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): commit: %s", path,
-                         m->version, m->name, sqlite3_errmsg(db));
+        rc = asr_err_set(err, ASR_EDB, "store: %s: migration %d (%s): commit: %s", path, m->version,
+                         m->name, sqlite3_errmsg(db));
     if (rc != 0 && !sqlite3_get_autocommit(db))
         exec1(db, "ROLLBACK");
     return rc;
 }
 
-int asr_store_migrate(sqlite3 *db, const char *path, const struct asr_store_migration *m,
-                      size_t n, struct asr_err *err)
+int asr_store_migrate(sqlite3 *db, const char *path, const struct asr_store_migration *m, size_t n,
+                      struct asr_err *err)
 {
     if (n > 1000000)
         return asr_err_set(err, ASR_EINVAL, "store: migration table has %zu entries", n);

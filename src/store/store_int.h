@@ -38,8 +38,8 @@ const struct asr_store_migration *asr_store_migrations(size_t *n);
  * messages. Returns 0, ASR_EINVAL for a malformed table, or ASR_EDB: a database newer than n, or
  * a failed migration (rolled back, err->msg names its number and SQLite's message).
  */
-int asr_store_migrate(sqlite3 *db, const char *path, const struct asr_store_migration *m,
-                      size_t n, struct asr_err *err);
+int asr_store_migrate(sqlite3 *db, const char *path, const struct asr_store_migration *m, size_t n,
+                      struct asr_err *err);
 
 /* Reads PRAGMA user_version into *out. Returns 0 or ASR_EDB. */
 int asr_store_read_version(sqlite3 *db, int *out, struct asr_err *err);
@@ -54,7 +54,7 @@ int asr_store_open_file_with_migrations(const char *path, const struct asr_store
  */
 void asr_store_set_clock(struct asr_store *st, int64_t (*now_cb)(void *arg), void *arg);
 
-/* For other store modules: the connection (owned by st), and the time the store stamps rows with. */
+/* For other store modules: the connection (owned by st) and the time the store stamps rows with. */
 sqlite3 *asr_store_db(struct asr_store *st);
 int64_t asr_store_now(struct asr_store *st);
 
