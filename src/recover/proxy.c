@@ -82,6 +82,7 @@ struct asr_proxy {
     struct client *waiting_head, *waiting_tail;
     struct asr_proxy_stats stats;
     bool destroying;
+    bool unavailable; /* no backend is coming: answer 503 without waiting */
 };
 
 struct wreq {
@@ -97,6 +98,7 @@ static void client_close(struct client *c);
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void client_process(struct client *c);
 static void dispatch(struct client *c);
+static void wait_remove(struct client *c);
 static void upstream_close(struct upstream *up);
 static void upstream_resume(struct upstream *up);
 static void timer_cb(uv_timer_t *t);
@@ -246,6 +248,7 @@ void asr_proxy_set_active(struct asr_proxy *px, struct asr_backend *b)
     px->active = b;
     if (b == NULL)
         return;
+    px->unavailable = false;
     /* Hand every waiting request to the new backend, oldest first. */
     while (px->waiting_head != NULL && px->active != NULL) {
         struct client *c = px->waiting_head;
@@ -256,6 +259,17 @@ void asr_proxy_set_active(struct asr_proxy *px, struct asr_backend *b)
             px->waiting_tail = NULL;
         c->wait_next = c->wait_prev = NULL;
         dispatch(c);
+    }
+}
+
+void asr_proxy_set_unavailable(struct asr_proxy *px)
+{
+    px->unavailable = true;
+    px->active = NULL;
+    while (px->waiting_head != NULL) {
+        struct client *c = px->waiting_head;
+        wait_remove(c);
+        client_reply_error(c, 503, "service unavailable");
     }
 }
 
@@ -526,6 +540,12 @@ static void dispatch(struct client *c)
 {
     struct asr_proxy *px = c->px;
     struct asr_backend *b = px->active;
+    if (b == NULL && px->unavailable) {
+        if (c->state == C_WAITING)
+            wait_remove(c);
+        client_reply_error(c, 503, "service unavailable");
+        return;
+    }
     if (b == NULL) {
         if (c->state != C_WAITING) {
             c->state = C_WAITING;

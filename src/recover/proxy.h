@@ -64,6 +64,9 @@ struct asr_backend *asr_proxy_backend_new(struct asr_proxy *px, const char *host
 /* Routes new requests to b (NULL: none, requests wait). b must not be released. */
 void asr_proxy_set_active(struct asr_proxy *px, struct asr_backend *b);
 struct asr_backend *asr_proxy_active(const struct asr_proxy *px);
+/* Marks the service down for good (no restart coming): waiting requests and new ones get 503 at
+ * once instead of waiting wait_ms. Cleared by asr_proxy_set_active with a backend. */
+void asr_proxy_set_unavailable(struct asr_proxy *px);
 /*
  * Stops routing to b (if active, no backend is active afterwards), closes its idle connections,
  * and calls cb once its in-flight requests have finished (possibly before returning). After cb

@@ -555,6 +555,7 @@ static void handle_crash(struct asr_service *svc, struct slot *s, const char *wh
         snprintf(svc->failed_reason, sizeof(svc->failed_reason),
                  "%d restarts within %d ms; last: %s", r->budget, r->window_ms, why);
         event(svc, "supervisor", "service.failed", "%s", svc->failed_reason);
+        asr_proxy_set_unavailable(svc->proxy);
         return;
     }
     uint64_t delay = 0;
