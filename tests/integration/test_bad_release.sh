@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 setup
 # Give up on an unhealthy slot after 2 s instead of 10 s, to keep the test short.
-sed -i 's/^\(    restart: .*\)$/\1\n    deploy: {healthy_timeout_ms: 2000}/' "$CFG"
+sed -i 's/healthy_timeout_ms: [0-9]*/healthy_timeout_ms: 2000/' "$CFG"
 grep -q "healthy_timeout_ms: 2000" "$CFG" || fail "could not set the deploy timeout"
 start_daemon
 wait_for "shop healthy" 15 healthy "$SHOP_PORT"
