@@ -487,25 +487,48 @@ static void slot_stop(struct slot *s, slot_stopped_cb cb, void *data)
 
 static void restart_ready_cb(struct slot *s, int rc, const char *why);
 
+static void restart_deadline_cb(uv_timer_t *t)
+{
+    struct slot *s = t->data;
+    if (s->state != SLOT_STARTING || s->ready_cb != restart_ready_cb)
+        return;
+    char why[128];
+    snprintf(why, sizeof(why), "restarted slot not healthy within %d ms",
+             s->svc->cfg->deploy.healthy_timeout_ms);
+    s->ready_cb = NULL;
+    restart_ready_cb(s, ASR_ETIMEOUT, why);
+}
+
 static void restart_timer_cb(uv_timer_t *t)
 {
     struct asr_service *svc = t->data;
-    svc->restart_pending = false;
     if (svc->shutting_down)
         return;
     struct slot *s = &svc->slots[svc->active];
+    if (s->state != SLOT_EMPTY) {
+        /* The previous attempt is still being killed; try again shortly. */
+        uv_timer_start(&svc->restart_timer, restart_timer_cb, SLOT_WAIT_POLL_MS, 0);
+        return;
+    }
+    svc->restart_pending = false;
     struct asr_err err = {0};
     svc->restarts_total++;
     if (svc->restart_log_n < RESTART_LOG)
         svc->restart_log[svc->restart_log_n++] = now_ms();
     int rc = slot_start(s, s->release_id, s->commit, s->workdir, restart_ready_cb, &err);
-    if (rc != 0)
+    if (rc != 0) {
         handle_crash(svc, s, err.msg);
+        return;
+    }
+    /* The stop timer is idle while a slot starts: it bounds the restart attempt. */
+    uv_timer_start(&s->stop_timer, restart_deadline_cb,
+                   (uint64_t)svc->cfg->deploy.healthy_timeout_ms, 0);
 }
 
 static void restart_ready_cb(struct slot *s, int rc, const char *why)
 {
     struct asr_service *svc = s->svc;
+    uv_timer_stop(&s->stop_timer);
     if (rc != 0) {
         handle_crash(svc, s, why);
         return;
