@@ -60,7 +60,7 @@ char *asr_path_join(const char *a, const char *b)
     memcpy(p, a, la);
     size_t n = la;
     if (lb > 0) {
-        if (n == 0 || p[n - 1] != '/')
+        if (n > 0 && p[n - 1] != '/')
             p[n++] = '/';
         memcpy(p + n, b, lb);
         n += lb;

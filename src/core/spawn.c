@@ -219,8 +219,7 @@ static void exit_cb(uv_process_t *proc, int64_t exit_status, int term_signal)
 static void kill_timer_cb(uv_timer_t *t)
 {
     struct asr_proc *p = t->data;
-    if (p->running)
-        asr_proc_signal(p, SIGKILL);
+    asr_proc_signal(p, SIGKILL);
 }
 
 static void timeout_cb(uv_timer_t *t)
@@ -306,16 +305,16 @@ int asr_proc_start(uv_loop_t *loop, const struct asr_proc_opts *opts, struct asr
 
 void asr_proc_signal(struct asr_proc *p, int sig)
 {
-    if (p == NULL || !p->running)
+    if (p == NULL || p->exit_reported)
         return;
     /* The child called setsid(), so its pid is its process group id. */
-    if (kill(-p->process.pid, sig) != 0 && errno == ESRCH)
+    if (kill(-p->process.pid, sig) != 0 && errno == ESRCH && p->running)
         kill(p->process.pid, sig);
 }
 
 void asr_proc_stop(struct asr_proc *p, int grace_ms)
 {
-    if (p == NULL || !p->running)
+    if (p == NULL || p->exit_reported)
         return;
     asr_proc_signal(p, SIGTERM);
     int g = grace_ms > 0 ? grace_ms : p->opts.kill_grace_ms;

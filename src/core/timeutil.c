@@ -31,6 +31,8 @@ size_t asr_time_format_utc(int64_t wall_ms, char *buf, size_t cap)
 {
     if (cap < 25)
         return 0;
+    if (wall_ms < 0)
+        wall_ms = 0; /* before the epoch is never a real event time */
     time_t secs = (time_t)(wall_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
@@ -45,9 +47,10 @@ int asr_duration_parse(const char *s, int64_t *out_ms)
         return ASR_EINVAL;
     int64_t v = 0;
     while (*s >= '0' && *s <= '9') {
-        if (v > (INT64_MAX - 9) / 10 / 86400000)
+        int d = *s - '0';
+        if (v > (INT64_MAX - d) / 10)
             return ASR_EINVAL;
-        v = v * 10 + (*s - '0');
+        v = v * 10 + d;
         s++;
     }
     int64_t mult;
@@ -62,6 +65,8 @@ int asr_duration_parse(const char *s, int64_t *out_ms)
     else if (strcmp(s, "d") == 0)
         mult = 86400000;
     else
+        return ASR_EINVAL;
+    if (v > INT64_MAX / mult)
         return ASR_EINVAL;
     *out_ms = v * mult;
     return 0;

@@ -14,6 +14,7 @@
 #include "asr/log.h"
 
 #include <http_parser.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,7 @@ struct asr_backend {
     asr_backend_drained_cb drained_cb;
     void *drained_data;
     struct upstream *idle;
+    struct asr_backend *next_all;
 };
 
 struct client {
@@ -68,6 +70,11 @@ struct client {
     int retries;
     int open_handles;
     struct upstream *up;
+    /* Just enough header tracking to answer "Expect: 100-continue" (we buffer bodies). */
+    char hdr[16];
+    size_t hdr_len;
+    bool in_value;
+    bool expect_continue;
     struct client *prev, *next;           /* all clients */
     struct client *wait_prev, *wait_next; /* clients waiting for a backend */
 };
@@ -78,6 +85,7 @@ struct asr_proxy {
     struct asr_proxy_opts opts;
     char name[64];
     struct asr_backend *active;
+    struct asr_backend *backends;
     struct client *clients;
     struct client *waiting_head, *waiting_tail;
     struct asr_proxy_stats stats;
@@ -171,6 +179,8 @@ static void write_done_cb(uv_write_t *req, int status)
     if (up->paused_for_client && uv_stream_get_write_queue_size(s) < WRITE_HIGH_WATER / 2) {
         up->paused_for_client = false;
         upstream_resume(up);
+        uv_timer_start(&c->timer, timer_cb, (uint64_t)c->px->opts.response_timeout_ms,
+                       (uint64_t)c->px->opts.response_timeout_ms);
     }
 }
 
@@ -199,8 +209,14 @@ static void client_reply_error(struct client *c, int status, const char *reason)
 
 static void backend_maybe_free(struct asr_backend *b)
 {
-    if (b->released && b->drained_reported && b->refs == 0)
-        free(b);
+    if (!(b->released && b->drained_reported && b->refs == 0))
+        return;
+    for (struct asr_backend **pp = &b->px->backends; *pp != NULL; pp = &(*pp)->next_all)
+        if (*pp == b) {
+            *pp = b->next_all;
+            break;
+        }
+    free(b);
 }
 
 static void backend_check_drained(struct asr_backend *b)
@@ -225,6 +241,8 @@ struct asr_backend *asr_proxy_backend_new(struct asr_proxy *px, const char *host
         free(b);
         return NULL;
     }
+    b->next_all = px->backends;
+    px->backends = b;
     return b;
 }
 
@@ -298,6 +316,11 @@ static void upstream_closed_cb(uv_handle_t *h)
     struct asr_backend *b = up->b;
     b->refs--;
     free(up);
+    if (b->px == NULL) {
+        if (b->refs == 0)
+            free(b);
+        return;
+    }
     backend_maybe_free(b);
 }
 
@@ -458,6 +481,8 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH_WATER) {
         up->paused_for_client = true;
         uv_read_stop(s);
+        /* The backend is not silent, we stopped listening: time the client instead. */
+        uv_timer_start(&c->timer, timer_cb, (uint64_t)c->px->opts.client_idle_ms, 0);
     }
 }
 
@@ -660,6 +685,67 @@ static void client_close(struct client *c)
     uv_close((uv_handle_t *)&c->tcp, client_closed_cb);
 }
 
+static int on_request_begin(http_parser *p)
+{
+    struct client *c = p->data;
+    c->hdr_len = 0;
+    c->in_value = false;
+    c->expect_continue = false;
+    return 0;
+}
+
+/* Accumulates a header name or value (lower-cased, capped: we only compare short ones). */
+static void hdr_append(struct client *c, const char *at, size_t len)
+{
+    for (size_t i = 0; i < len && c->hdr_len < sizeof(c->hdr) - 1; i++)
+        c->hdr[c->hdr_len++] = (char)(at[i] >= 'A' && at[i] <= 'Z' ? at[i] + 32 : at[i]);
+    c->hdr[c->hdr_len] = '\0';
+}
+
+static bool hdr_is(const struct client *c, const char *s)
+{
+    return c->hdr_len == strlen(s) && memcmp(c->hdr, s, c->hdr_len) == 0;
+}
+
+static int on_request_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct client *c = p->data;
+    if (c->in_value) {
+        c->in_value = false;
+        c->hdr_len = 0;
+    }
+    hdr_append(c, at, len);
+    return 0;
+}
+
+static int on_request_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct client *c = p->data;
+    if (!c->in_value) {
+        bool is_expect = hdr_is(c, "expect");
+        c->in_value = true;
+        c->hdr_len = is_expect ? 0 : sizeof(c->hdr); /* a full buffer ignores the value */
+    }
+    if (c->hdr_len < sizeof(c->hdr))
+        hdr_append(c, at, len);
+    if (c->hdr_len < sizeof(c->hdr) && hdr_is(c, "100-continue"))
+        c->expect_continue = true;
+    return 0;
+}
+
+static int on_request_headers_complete(http_parser *p)
+{
+    struct client *c = p->data;
+    /* The proxy reads the whole body before forwarding, so it must invite the body itself. */
+    bool body = (p->flags & F_CHUNKED) != 0 || (p->content_length > 0 &&
+                                                 p->content_length != ULLONG_MAX);
+    if (c->expect_continue && body && p->http_major == 1 && p->http_minor >= 1) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        write_copy((uv_stream_t *)&c->tcp, cont, sizeof(cont) - 1, c);
+    }
+    return 0;
+}
+
 static int on_request_complete(http_parser *p)
 {
     struct client *c = p->data;
@@ -770,6 +856,10 @@ static void listener_closed_cb(uv_handle_t *h)
 int asr_proxy_create(uv_loop_t *loop, const struct asr_proxy_opts *opts, struct asr_proxy **out,
                      struct asr_err *err)
 {
+    request_settings.on_message_begin = on_request_begin;
+    request_settings.on_header_field = on_request_header_field;
+    request_settings.on_header_value = on_request_header_value;
+    request_settings.on_headers_complete = on_request_headers_complete;
     request_settings.on_message_complete = on_request_complete;
     response_settings.on_headers_complete = on_response_headers;
     response_settings.on_message_complete = on_response_complete;
@@ -818,6 +908,25 @@ void asr_proxy_destroy(struct asr_proxy *px)
     px->destroying = true;
     while (px->clients != NULL)
         client_close(px->clients);
+    struct asr_backend *b = px->backends;
+    while (b != NULL) {
+        struct asr_backend *next = b->next_all;
+        b->released = true;
+        b->drained_reported = true;
+        b->drained_cb = NULL;
+        while (b->idle != NULL) {
+            struct upstream *up = b->idle;
+            b->idle = up->next_idle;
+            up->next_idle = NULL;
+            upstream_close(up);
+        }
+        if (b->refs == 0)
+            free(b);
+        else
+            b->px = NULL; /* freed by upstream_closed_cb */
+        b = next;
+    }
+    px->backends = NULL;
     uv_close((uv_handle_t *)&px->listener, listener_closed_cb);
 }
 

@@ -43,3 +43,14 @@ start_daemon
 wait_for "shop healthy after restart" 10 healthy "$SHOP_PORT"
 grep -q "already built" "$WORK/daemon.log" || fail "restart rebuilt the release"
 pass "restart resumed the built release"
+
+# The proxy answers "Expect: 100-continue" itself (it reads bodies whole before forwarding), so a
+# client that waits for the invitation is not stalled.
+head -c 4096 /dev/zero | tr '\0' 'x' > "$WORK/body"
+t0=$(date +%s%N)
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 --expect100-timeout 8 -H 'Expect: 100-continue' \
+    --data-binary @"$WORK/body" "http://127.0.0.1:$SHOP_PORT/test-fault/run")
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect_eq "POST with Expect: 100-continue" 500 "$code"
+[ "$ms" -lt 2000 ] || fail "the client waited ${ms} ms for 100 Continue"
+pass "body sent after 100 Continue in ${ms} ms"

@@ -821,8 +821,11 @@ static void test_free_null_and_helpers(void **state)
     assert_int_equal(asr_config_parse("t.yaml", "/srv", "x: [", 4, false, &cfg, NULL), ASR_ECONFIG);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* ctest runs each case in its own process: argv[1] names it. */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_fixture, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_defaults),

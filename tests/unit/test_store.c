@@ -912,8 +912,11 @@ static void test_null_and_zeroed_arguments(void **state)
     assert_int_equal(asr_store_deployment_abandon_running(NULL, NULL, NULL), ASR_EINVAL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* ctest runs each case in its own process: argv[1] names it. */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_creates_wal_db, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data_and_does_not_rerun, setup, teardown),
