@@ -46,5 +46,6 @@ int cmd_status(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_git(int argc, char **argv);
 
 #endif

@@ -376,9 +376,17 @@ int cmd_run(int argc, char **argv)
     srandom((unsigned)(asr_time_mono_us() ^ (uint64_t)getpid()));
     d.loop = uv_default_loop();
     d.started_at = asr_time_wall_ms();
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sl <= 0) {
+        cli_error("run", "cannot find the asr binary through /proc/self/exe: %s", strerror(errno));
+        goto out;
+    }
+    self[sl] = '\0';
     d.ctx = (struct asr_runtime_ctx){.loop = d.loop,
                                      .store = d.store,
                                      .state_dir = d.state_dir,
+                                     .self_exe = self,
                                      .on_line = on_slot_line};
     for (size_t i = 0; i < d.cfg->nservices && i < MAX_SERVICES; i++) {
         struct asr_service *svc;

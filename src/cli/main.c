@@ -27,7 +27,7 @@ static const struct {
     int (*fn)(int, char **);
 } commands[] = {
     {"run", cmd_run},           {"status", cmd_status}, {"deploy", cmd_deploy},
-    {"rollback", cmd_rollback}, {"config", cmd_config},
+    {"rollback", cmd_rollback}, {"config", cmd_config}, {"_git", cmd_git},
 };
 
 int main(int argc, char **argv)

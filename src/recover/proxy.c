@@ -377,6 +377,7 @@ static void up_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void upstream_failed(struct upstream *up, const char *why)
 {
     struct client *c = up->c;
+    struct asr_backend *b = up->b; /* alive until the connection's close callback */
     bool never_connected = !up->connected;
     upstream_abandon(up);
     if (c == NULL)
@@ -385,6 +386,11 @@ static void upstream_failed(struct upstream *up, const char *why)
         c->retries++;
         c->px->stats.retries++;
         asr_debug("proxy %s: retrying request (%s)", c->px->name, why);
+        if (c->px->active != b) {
+            /* Routing already moved on (or waits for a new slot): no need to back off. */
+            dispatch(c);
+            return;
+        }
         c->state = C_RETRY;
         uv_timer_start(&c->timer, timer_cb, (uint64_t)RETRY_BASE_MS << (c->retries - 1), 0);
         return;

@@ -2,14 +2,12 @@
  * service.c - releases, blue/green slots, health, deployments and crash restarts of one service
  * (see service.h for the lifecycle).
  *
- * Threads: the commit export (libgit2 checkout) runs on libuv's thread pool through
- * uv_queue_work, because checking out a tree is blocking file I/O of unbounded size and must not
- * stall the proxy. The worker touches only its own struct deploy fields and opens its own
- * repository handle; everything else stays on the loop thread.
+ * Everything that blocks is a child process watched by the loop: the build and the tests, and
+ * also git, which runs as `asr _git resolve|export` (cli/cmd_git.c) so that the daemon never
+ * loads libgit2 and its TLS stack, and a large checkout never stalls the proxy.
  */
 #include "recover/service.h"
 #include "asr/fsutil.h"
-#include "asr/git.h"
 #include "asr/log.h"
 #include "asr/spawn.h"
 #include "asr/timeutil.h"
@@ -63,7 +61,7 @@ struct slot {
     void *stopped_data;
 };
 
-enum deploy_phase { D_EXPORT, D_BUILD, D_TEST, D_WAIT_SLOT, D_START, D_DONE };
+enum deploy_phase { D_RESOLVE, D_EXPORT, D_BUILD, D_TEST, D_WAIT_SLOT, D_START, D_DONE };
 
 struct deploy {
     struct asr_service *svc;
@@ -77,9 +75,6 @@ struct deploy {
     struct asr_proc *proc;
     uint64_t t0, phase_t0;
     int64_t build_ms, test_ms;
-    uv_work_t work;
-    struct asr_err work_err;
-    int work_rc;
     char repo[4096];
     uv_timer_t timer;
     uint64_t wait_deadline;
@@ -405,7 +400,8 @@ static int slot_start(struct slot *s, int64_t release_id, const char *commit, co
     s->port = port;
     s->pid = (int)asr_proc_pid(s->proc);
     s->release_id = release_id;
-    snprintf(s->commit, sizeof(s->commit), "%s", commit);
+    if (commit != s->commit) /* a restart passes the slot's own fields */
+        snprintf(s->commit, sizeof(s->commit), "%s", commit);
     if (s->workdir != workdir) {
         free(s->workdir);
         s->workdir = strdup(workdir);
@@ -867,30 +863,56 @@ static void run_step(struct deploy *d, const char *what, asr_argv argv, int time
     progress(d, "running %s: %s ...", what, argv[0]);
 }
 
-static void export_work_cb(uv_work_t *w)
+/* Runs `asr _git ...` (see cli/cmd_git.c) as a child with its output captured. */
+static int run_git_helper(struct deploy *d, char *const *args, int timeout_ms,
+                          asr_proc_exit_cb on_exit, struct asr_err *err)
 {
-    struct deploy *d = w->data;
-    d->work_rc = asr_rmtree(d->export_dir);
-    if (d->work_rc == 0)
-        d->work_rc = asr_git_export(d->repo, d->sha, d->export_dir, &d->work_err);
-    else
-        asr_err_set(&d->work_err, ASR_EIO, "cannot clear %s", d->export_dir);
+    struct asr_service *svc = d->svc;
+    char *argv[8] = {(char *)svc->ctx.self_exe, "_git"};
+    int n = 2;
+    for (int i = 0; args[i] != NULL && n < 7; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    struct asr_proc_opts o = {.argv = argv,
+                              .timeout_ms = timeout_ms,
+                              .kill_grace_ms = 1000,
+                              .capture_cap = 8192,
+                              .on_exit = on_exit,
+                              .data = d};
+    d->phase_t0 = now_ms();
+    return asr_proc_start(svc->ctx.loop, &o, &d->proc, err);
 }
 
-static void export_done_cb(uv_work_t *w, int status)
+/* The helper's output without its trailing newline, for messages. */
+static void helper_message(struct asr_proc *p, char *buf, size_t cap)
 {
-    (void)status;
-    struct deploy *d = w->data;
+    snprintf(buf, cap, "%s", asr_buf_cstr(asr_proc_output(p)));
+    size_t l = strlen(buf);
+    while (l > 0 && (buf[l - 1] == '\n' || buf[l - 1] == '\r'))
+        buf[--l] = '\0';
+    if (l == 0)
+        snprintf(buf, cap, "git helper failed without a message");
+}
+
+static void export_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out, void *data)
+{
+    (void)sig;
+    struct deploy *d = data;
     struct asr_service *svc = d->svc;
+    char msg[1024];
+    helper_message(p, msg, sizeof(msg));
+    asr_proc_free(p);
+    d->proc = NULL;
     if (d->cancelled) {
         deploy_fail(d, ASR_ECANCELED, ASR_DEPLOY_FAILED, "cancelled: asr is stopping");
         return;
     }
-    if (d->work_rc != 0) {
+    if (status != 0 || timed_out) {
         struct asr_err err = {0};
-        asr_store_release_set_state(svc->ctx.store, d->release_id, ASR_RELEASE_BAD,
-                                    d->work_err.msg, &err);
-        deploy_fail(d, d->work_rc, ASR_DEPLOY_FAILED, "%s", d->work_err.msg);
+        if (timed_out)
+            snprintf(msg, sizeof(msg), "export of %.12s timed out", d->sha);
+        asr_store_release_set_state(svc->ctx.store, d->release_id, ASR_RELEASE_BAD, msg, &err);
+        deploy_fail(d, ASR_EGIT, ASR_DEPLOY_FAILED, "%s", msg);
         return;
     }
     progress(d, "exported %.12s in %llu ms", d->sha, (unsigned long long)(now_ms() - d->phase_t0));
@@ -906,45 +928,24 @@ static void export_done_cb(uv_work_t *w, int status)
     }
 }
 
-int asr_service_deploy(struct asr_service *svc, const char *ref, const char *kind,
-                       asr_op_progress_cb progress_cb, asr_op_done_cb done, void *data,
-                       struct asr_err *err)
+/* The commit is known: record the release and the deployment, then build or start. */
+static void deploy_resolved(struct deploy *d)
 {
-    if (svc->shutting_down)
-        return asr_err_set(err, ASR_ESTATE, "%s: asr is stopping", svc->name);
-    if (svc->deploy != NULL)
-        return asr_err_set(err, ASR_EBUSY, "%s: a deployment is already in progress (%s of %.12s)",
-                           svc->name, svc->deploy->kind, svc->deploy->sha);
-    char sha[41];
-    int rc = asr_git_resolve(svc->cfg->repo, ref, sha, NULL, err);
-    if (rc != 0)
-        return rc;
-    struct deploy *d = calloc(1, sizeof(*d));
-    if (d == NULL)
-        return asr_err_set(err, ASR_ENOMEM, "out of memory");
-    d->svc = svc;
-    snprintf(d->kind, sizeof(d->kind), "%s", kind);
-    snprintf(d->ref, sizeof(d->ref), "%s", ref ? ref : "HEAD");
-    memcpy(d->sha, sha, sizeof(sha));
-    snprintf(d->repo, sizeof(d->repo), "%s", svc->cfg->repo);
-    d->progress = progress_cb;
-    d->done = done;
-    d->data = data;
-    d->t0 = d->phase_t0 = now_ms();
-    uv_timer_init(svc->ctx.loop, &d->timer);
-    d->timer.data = d;
-
+    struct asr_service *svc = d->svc;
+    struct asr_err err = {0};
     char rel[512];
-    snprintf(rel, sizeof(rel), "%s/releases/%s/%s", svc->ctx.state_dir, svc->name, sha);
+    snprintf(rel, sizeof(rel), "%s/releases/%s/%s", svc->ctx.state_dir, svc->name, d->sha);
     d->final_dir = strdup(rel);
-    snprintf(rel, sizeof(rel), "%s/releases/%s/%s.partial", svc->ctx.state_dir, svc->name, sha);
+    snprintf(rel, sizeof(rel), "%s/releases/%s/%s.partial", svc->ctx.state_dir, svc->name,
+             d->sha);
     d->export_dir = strdup(rel);
 
     struct asr_release r = {0};
-    rc = asr_store_release_get_or_create(svc->ctx.store, svc->name, sha, d->final_dir, &r, err);
+    int rc = asr_store_release_get_or_create(svc->ctx.store, svc->name, d->sha, d->final_dir, &r,
+                                             &err);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&d->timer, deploy_timer_closed_cb);
-        return rc;
+        deploy_fail(d, rc, ASR_DEPLOY_FAILED, "%s", err.msg);
+        return;
     }
     d->release_id = r.id;
     bool built_ok = r.build_status == 0 && (svc->cfg->test == NULL || r.test_status == 0);
@@ -953,28 +954,91 @@ int asr_service_deploy(struct asr_service *svc, const char *ref, const char *kin
     d->need_build = !(usable && built_ok && asr_is_dir(d->final_dir));
     asr_release_free(&r);
     d->from_release = svc->active >= 0 ? svc->slots[svc->active].release_id : 0;
-    rc = asr_store_deployment_begin(svc->ctx.store, svc->name, kind, d->from_release,
-                                    d->release_id, &d->deployment_id, err);
+    rc = asr_store_deployment_begin(svc->ctx.store, svc->name, d->kind, d->from_release,
+                                    d->release_id, &d->deployment_id, &err);
+    if (rc != 0) {
+        deploy_fail(d, rc, ASR_DEPLOY_FAILED, "%s", err.msg);
+        return;
+    }
+    event(svc, "deployer", "deploy.started", "deployment=%lld kind=%s ref=%s commit=%.12s%s",
+          (long long)d->deployment_id, d->kind, d->ref, d->sha,
+          d->need_build ? "" : " (already built)");
+    if (!d->need_build) {
+        progress(d, "release %.12s is already built; skipping build and test", d->sha);
+        deploy_acquire_slot(d);
+        return;
+    }
+    snprintf(rel, sizeof(rel), "%s/releases/%s", svc->ctx.state_dir, svc->name);
+    asr_mkdirs(rel, 0700);
+    d->phase = D_EXPORT;
+    progress(d, "exporting %.12s", d->sha);
+    char *args[] = {"export", d->repo, d->sha, d->export_dir, NULL};
+    rc = run_git_helper(d, args, svc->cfg->deploy.build_timeout_ms, export_exit_cb, &err);
+    if (rc != 0)
+        deploy_fail(d, rc, ASR_DEPLOY_FAILED, "%s", err.msg);
+}
+
+static void resolve_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out, void *data)
+{
+    (void)sig;
+    struct deploy *d = data;
+    struct asr_service *svc = d->svc;
+    char out[1024];
+    helper_message(p, out, sizeof(out));
+    asr_proc_free(p);
+    d->proc = NULL;
+    if (d->cancelled) {
+        deploy_fail(d, ASR_ECANCELED, ASR_DEPLOY_FAILED, "cancelled: asr is stopping");
+        return;
+    }
+    char *tab = strchr(out, '\t');
+    if (status != 0 || timed_out || tab == NULL || tab - out != 40) {
+        deploy_fail(d, ASR_EGIT, ASR_DEPLOY_FAILED, "%s",
+                    timed_out ? "resolving the ref timed out" : out);
+        return;
+    }
+    *tab = '\0';
+    memcpy(d->sha, out, 41);
+    char *prefix = strdup(tab + 1);
+    if (prefix == NULL) {
+        deploy_fail(d, ASR_ENOMEM, ASR_DEPLOY_FAILED, "out of memory");
+        return;
+    }
+    free(svc->repo_prefix);
+    svc->repo_prefix = prefix;
+    deploy_resolved(d);
+}
+
+int asr_service_deploy(struct asr_service *svc, const char *ref, const char *kind,
+                       asr_op_progress_cb progress_cb, asr_op_done_cb done, void *data,
+                       struct asr_err *err)
+{
+    if (svc->shutting_down)
+        return asr_err_set(err, ASR_ESTATE, "%s: asr is stopping", svc->name);
+    if (svc->deploy != NULL)
+        return asr_err_set(err, ASR_EBUSY, "%s: a deployment is already in progress (%s of %s)",
+                           svc->name, svc->deploy->kind, svc->deploy->ref);
+    struct deploy *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "out of memory");
+    d->svc = svc;
+    snprintf(d->kind, sizeof(d->kind), "%s", kind);
+    snprintf(d->ref, sizeof(d->ref), "%s", ref ? ref : "HEAD");
+    snprintf(d->repo, sizeof(d->repo), "%s", svc->cfg->repo);
+    d->progress = progress_cb;
+    d->done = done;
+    d->data = data;
+    d->t0 = now_ms();
+    d->phase = D_RESOLVE;
+    uv_timer_init(svc->ctx.loop, &d->timer);
+    d->timer.data = d;
+    char *args[] = {"resolve", d->repo, d->ref, NULL};
+    int rc = run_git_helper(d, args, 30000, resolve_exit_cb, err);
     if (rc != 0) {
         uv_close((uv_handle_t *)&d->timer, deploy_timer_closed_cb);
         return rc;
     }
     svc->deploy = d;
-    event(svc, "deployer", "deploy.started", "deployment=%lld kind=%s ref=%s commit=%.12s%s",
-          (long long)d->deployment_id, kind, d->ref, sha,
-          d->need_build ? "" : " (already built)");
-    if (!d->need_build) {
-        progress(d, "release %.12s is already built; skipping build and test", sha);
-        deploy_acquire_slot(d);
-        return 0;
-    }
-    char parent[512];
-    snprintf(parent, sizeof(parent), "%s/releases/%s", svc->ctx.state_dir, svc->name);
-    asr_mkdirs(parent, 0700);
-    d->phase = D_EXPORT;
-    d->work.data = d;
-    progress(d, "exporting %.12s", sha);
-    uv_queue_work(svc->ctx.loop, &d->work, export_work_cb, export_done_cb);
     return 0;
 }
 
@@ -1037,15 +1101,10 @@ int asr_service_create(const struct asr_runtime_ctx *ctx, const struct asr_servi
     svc->cfg = cfg;
     svc->active = -1;
     snprintf(svc->name, sizeof(svc->name), "%s", cfg->name);
-    char sha[41];
-    int rc = asr_git_resolve(cfg->repo, NULL, sha, &svc->repo_prefix, err);
-    if (rc != 0) {
-        free(svc);
-        return rc;
-    }
+    svc->repo_prefix = strdup("");
     struct asr_proxy_opts po = {.host = cfg->listen_host, .port = cfg->listen_port,
                                 .name = svc->name};
-    rc = asr_proxy_create(ctx->loop, &po, &svc->proxy, err);
+    int rc = asr_proxy_create(ctx->loop, &po, &svc->proxy, err);
     if (rc != 0) {
         free(svc->repo_prefix);
         free(svc);

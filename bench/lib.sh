@@ -1,0 +1,125 @@
+# shellcheck shell=bash
+# bench/lib.sh - sourced by the benchmarks: a private copy of the demo in a temp dir, asr
+# started on free ports with its stderr saved, and cleanup (SIGTERM, bounded wait) on exit.
+#
+# Environment:
+#   ASR_BIN    the asr binary (default: build/asr relative to the repo root)
+#   BENCH_OUT  where daemon logs and raw wrk output are kept (default: bench/out)
+
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+ASR_BIN=${ASR_BIN:-$REPO_ROOT/build/asr}
+case $ASR_BIN in /*) ;; *) ASR_BIN=$REPO_ROOT/$ASR_BIN ;; esac
+BENCH_OUT=${BENCH_OUT:-$BENCH_DIR/out}
+UTIL="python3 $BENCH_DIR/util.py"
+BENCH_NAME=${BENCH_NAME:-$(basename "$0" .sh)}
+STAMP=$(date +%Y%m%d-%H%M%S)
+
+TMP=""
+ASR_PID=""
+EXTRA_CLEANUP=""   # name of a function the benchmark wants run first on exit
+
+for tool in python3 curl git make; do
+    command -v "$tool" >/dev/null || { echo "$BENCH_NAME: $tool is not installed" >&2; exit 2; }
+done
+[ -x "$ASR_BIN" ] || { echo "$BENCH_NAME: no asr binary at $ASR_BIN (set ASR_BIN or run make build)" >&2; exit 2; }
+mkdir -p "$BENCH_OUT"
+
+log() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
+
+# Waits (bounded, tenths of a second) for a child process to exit, then SIGKILLs it.
+stop_pid() {
+    local pid=$1 tenths=${2:-150} i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < tenths; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop on SIGTERM within $((tenths / 10)) s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# Processes still running from a binary inside our temp dir (orphaned slots, if asr died).
+kill_leftovers() {
+    local p exe
+    [ -n "$TMP" ] || return 0
+    for p in /proc/[0-9]*; do
+        exe=$(readlink "$p/exe" 2>/dev/null) || continue
+        case $exe in "$TMP"/*)
+            log "killing leftover pid ${p#/proc/} ($exe)"
+            kill -KILL "${p#/proc/}" 2>/dev/null || true ;;
+        esac
+    done
+}
+
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$EXTRA_CLEANUP" ]; then "$EXTRA_CLEANUP" || true; fi
+    if [ -n "$ASR_PID" ]; then
+        stop_pid "$ASR_PID" 200
+        ASR_PID=""
+    fi
+    kill_leftovers
+    if [ -n "$TMP" ] && [ -d "$TMP" ]; then
+        [ -f "$TMP/asr.log" ] && cp "$TMP/asr.log" "$BENCH_OUT/$BENCH_NAME-$STAMP-asr.log"
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Makes $TMP: demo/app, demo/upstream and asr.yaml committed in a fresh git repo, the config
+# listening on free ports ($SHOP_PORT for shop, $UP_PORT for upstream).
+bench_setup() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/asr-bench-$BENCH_NAME.XXXXXX")
+    cp -r "$REPO_ROOT/demo/app" "$REPO_ROOT/demo/upstream" "$TMP/"
+    read -r SHOP_PORT UP_PORT <<<"$($UTIL ports 2)"
+    $UTIL config "$REPO_ROOT/demo/asr.yaml" "$TMP/asr.yaml" "$SHOP_PORT" "$UP_PORT"
+    (
+        cd "$TMP"
+        git init -q
+        git -c user.name=bench -c user.email=bench@localhost add -A
+        git -c user.name=bench -c user.email=bench@localhost commit -q -m "bench: demo"
+    )
+    STATE="$TMP/state"
+    "$ASR_BIN" config check -c "$TMP/asr.yaml" >/dev/null
+    log "temp dir $TMP, shop on 127.0.0.1:$SHOP_PORT, upstream on 127.0.0.1:$UP_PORT"
+}
+
+# Starts the daemon (stderr to $TMP/asr.log, copied to $BENCH_OUT on exit) and waits until every
+# service is healthy (bounded: 180 s covers building and testing both services).
+asr_start() {
+    "$ASR_BIN" run -c "$TMP/asr.yaml" --state-dir "$STATE" >"$TMP/asr.stdout" 2>"$TMP/asr.log" &
+    ASR_PID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [ -S "$STATE/asr.sock" ] && break
+        kill -0 "$ASR_PID" 2>/dev/null || { log "asr exited at start:"; tail -20 "$TMP/asr.log" >&2; return 1; }
+        sleep 0.1
+    done
+    $UTIL wait-healthy "$ASR_BIN" "$STATE" 180 >/dev/null
+    log "asr (pid $ASR_PID) is up, both services healthy"
+}
+
+asr_field() { $UTIL status "$ASR_BIN" "$STATE" "$1" "$2"; }
+
+machine_line() {
+    printf 'machine: %s, %s cores, %s; asr %s\n' "$(uname -m)" "$(nproc)" \
+        "$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)" "$ASR_BIN"
+    printf 'load average at start %s, at end %s (other work on the machine skews the figures)\n' \
+        "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# CPU ticks (utime+stime, all threads, exited ones included) of a process.
+cpu_ticks() { $UTIL proc "$1" | cut -d' ' -f2; }

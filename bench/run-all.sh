@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# bench/run-all.sh - runs bench/cutover.sh, bench/crash.sh and bench/idle.sh one after the
+# other and summarises their RESULT lines. Exit status 1 if any of them failed.
+# Environment: ASR_BIN (default build/asr), BENCH_OUT (default bench/out); see README.md.
+
+set -uo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+ASR_BIN=${ASR_BIN:-$REPO_ROOT/build/asr}
+case $ASR_BIN in /*) ;; *) ASR_BIN=$REPO_ROOT/$ASR_BIN ;; esac
+export ASR_BIN
+export BENCH_OUT=${BENCH_OUT:-$BENCH_DIR/out}
+mkdir -p "$BENCH_OUT"
+stamp=$(date +%Y%m%d-%H%M%S)
+summary="$BENCH_OUT/run-all-$stamp.txt"
+
+declare -A rc
+for b in cutover crash idle; do
+    echo "=== bench/$b.sh ==="
+    # Each benchmark bounds its own loops; the timeout is a last resort.
+    timeout 900 "$BENCH_DIR/$b.sh" 2>&1 | tee "$BENCH_OUT/$b-$stamp.txt"
+    rc[$b]=${PIPESTATUS[0]}
+    echo
+done
+
+{
+    echo "=== summary ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, asr $ASR_BIN) ==="
+    for b in cutover crash idle; do
+        printf '%-8s exit %d\n' "$b" "${rc[$b]}"
+        grep '^RESULT ' "$BENCH_OUT/$b-$stamp.txt" | sed 's/^RESULT /    /'
+    done
+} | tee "$summary"
+
+for b in cutover crash idle; do
+    [ "${rc[$b]}" -eq 0 ] || exit 1
+done
+exit 0
