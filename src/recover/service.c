@@ -883,8 +883,11 @@ static int run_git_helper(struct deploy *d, char *const *args, int timeout_ms,
     return asr_proc_start(svc->ctx.loop, &o, &d->proc, err);
 }
 
-/* The helper's output without its trailing newline, for messages. */
-static void helper_message(struct asr_proc *p, char *buf, size_t cap)
+/*
+ * A git helper exited: copies its output (without the trailing newline) into buf and frees it.
+ * Returns false when the deployment was cancelled meanwhile (it has then been failed).
+ */
+static bool helper_done(struct deploy *d, struct asr_proc *p, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s", asr_buf_cstr(asr_proc_output(p)));
     size_t l = strlen(buf);
@@ -892,6 +895,13 @@ static void helper_message(struct asr_proc *p, char *buf, size_t cap)
         buf[--l] = '\0';
     if (l == 0)
         snprintf(buf, cap, "git helper failed without a message");
+    asr_proc_free(p);
+    d->proc = NULL;
+    if (d->cancelled) {
+        deploy_fail(d, ASR_ECANCELED, ASR_DEPLOY_FAILED, "cancelled: asr is stopping");
+        return false;
+    }
+    return true;
 }
 
 static void export_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out, void *data)
@@ -900,13 +910,8 @@ static void export_exit_cb(struct asr_proc *p, int status, int sig, bool timed_o
     struct deploy *d = data;
     struct asr_service *svc = d->svc;
     char msg[1024];
-    helper_message(p, msg, sizeof(msg));
-    asr_proc_free(p);
-    d->proc = NULL;
-    if (d->cancelled) {
-        deploy_fail(d, ASR_ECANCELED, ASR_DEPLOY_FAILED, "cancelled: asr is stopping");
+    if (!helper_done(d, p, msg, sizeof(msg)))
         return;
-    }
     if (status != 0 || timed_out) {
         struct asr_err err = {0};
         if (timed_out)
@@ -984,13 +989,8 @@ static void resolve_exit_cb(struct asr_proc *p, int status, int sig, bool timed_
     struct deploy *d = data;
     struct asr_service *svc = d->svc;
     char out[1024];
-    helper_message(p, out, sizeof(out));
-    asr_proc_free(p);
-    d->proc = NULL;
-    if (d->cancelled) {
-        deploy_fail(d, ASR_ECANCELED, ASR_DEPLOY_FAILED, "cancelled: asr is stopping");
+    if (!helper_done(d, p, out, sizeof(out)))
         return;
-    }
     char *tab = strchr(out, '\t');
     if (status != 0 || timed_out || tab == NULL || tab - out != 40) {
         deploy_fail(d, ASR_EGIT, ASR_DEPLOY_FAILED, "%s",

@@ -117,3 +117,50 @@ expect_eq() { # what expected actual
     [ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"
     pass "$1 = $3"
 }
+
+# replace_once FILE OLD NEW: replaces the single occurrence of OLD in FILE; fails if OLD is not
+# there exactly once (so a test never edits the demo silently wrong).
+replace_once() {
+    python3 - "$@" <<'PY' || fail "could not edit $1"
+import pathlib, sys
+path, old, new = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+text = path.read_text()
+if text.count(old) != 1:
+    sys.exit(f"{path}: expected one occurrence of {old!r}, found {text.count(old)}")
+path.write_text(text.replace(old, new))
+PY
+}
+
+# start_load PATH: sends GET PATH to the shop's proxy over one keep-alive connection, in a loop,
+# until stop_load, which prints "<ok> <failed>" (a failure is any non-200 or connection error).
+start_load() {
+    rm -f "$WORK/load.txt" "$WORK/load.stop"
+    python3 - "$SHOP_PORT" "$1" "$WORK/load" <<'PY' &
+import http.client, os, sys, time
+port, path, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ok = bad = 0
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+end = time.time() + 120
+while time.time() < end and not os.path.exists(out + ".stop"):
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        if r.status == 200:
+            ok += 1
+        else:
+            bad += 1
+    except Exception:
+        bad += 1
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+open(out + ".txt", "w").write(f"{ok} {bad}\n")
+PY
+    LOAD_PID=$!
+    sleep 0.3
+}
+
+stop_load() {
+    touch "$WORK/load.stop"
+    wait "$LOAD_PID"
+    cat "$WORK/load.txt"
+}

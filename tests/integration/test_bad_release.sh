@@ -11,43 +11,18 @@ wait_for "shop healthy" 15 healthy "$SHOP_PORT"
 good=$(git -C "$REPO" rev-parse HEAD)
 
 # The bad commit: /health answers 503, and the test that would catch it is skipped.
-python3 - "$REPO/app" <<'PY'
-import pathlib, sys
-app = pathlib.Path(sys.argv[1])
-for rel, old, new in [
-        ("src/routes.c", 'reply_str(app, conn, MHD_HTTP_OK, "{\\"status\\":\\"ok\\"}")',
-         'reply_str(app, conn, MHD_HTTP_SERVICE_UNAVAILABLE, "{\\"status\\":\\"broken\\"}")'),
-        ("Makefile", "\t./tests/run.sh\n", "\t@echo integration tests skipped\n")]:
-    p = app / rel
-    s = p.read_text()
-    assert s.count(old) == 1, (rel, old)
-    p.write_text(s.replace(old, new))
-PY
+replace_once "$REPO/app/src/routes.c" 'reply_str(app, conn, MHD_HTTP_OK, "{\"status\":\"ok\"}")' \
+    'reply_str(app, conn, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"status\":\"broken\"}")'
+replace_once "$REPO/app/Makefile" $'\t./tests/run.sh\n' $'\t@echo integration tests skipped\n'
 bad=$(git_commit "break /health")
 
-python3 - "$SHOP_PORT" "$WORK/load.txt" <<'PY' &
-import http.client, sys, time, os
-port, out = int(sys.argv[1]), sys.argv[2]
-ok = bad = 0
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-end = time.time() + 60
-while time.time() < end and not os.path.exists(out + ".stop"):
-    try:
-        conn.request("GET", "/health"); r = conn.getresponse(); r.read()
-        ok, bad = (ok + 1, bad) if r.status == 200 else (ok, bad + 1)
-    except Exception:
-        bad += 1; conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-open(out, "w").write(f"{ok} {bad}\n")
-PY
-load=$!
+start_load /health
 if "$ASR_BIN" deploy shop --state-dir "$STATE" > "$WORK/deploy.txt" 2>&1; then
     fail "deploy of a release with failing health succeeded: $(cat "$WORK/deploy.txt")"
 fi
 grep -q "did not become healthy" "$WORK/deploy.txt" || fail "unclear deploy error: $(cat "$WORK/deploy.txt")"
 pass "deploy refused: $(tail -n 1 "$WORK/deploy.txt")"
-touch "$WORK/load.txt.stop"
-wait "$load"
-read -r ok bad_count < "$WORK/load.txt"
+read -r ok bad_count <<< "$(stop_load)"
 [ "$ok" -gt 50 ] || fail "too few requests ($ok)"
 expect_eq "failed requests while the bad release was tried ($ok ok)" 0 "$bad_count"
 

@@ -9,42 +9,12 @@ c1=$(git -C "$REPO" rev-parse HEAD)
 old_pid=$(status_field shop "s['pid']")
 
 # A new commit: the service now answers GET / with an "edition" field (code and test change).
-python3 - "$REPO/app" <<'PY'
-import pathlib, sys
-app = pathlib.Path(sys.argv[1])
-for rel, old, new in [("src/routes.c", '{\\"service\\":\\"shop\\",', '{\\"service\\":\\"shop\\",\\"edition\\":\\"two\\",'),
-                      ("tests/run.sh", '\'^\\{"service":"shop",', '\'^\\{"service":"shop","edition":"two",')]:
-    p = app / rel
-    s = p.read_text()
-    assert s.count(old) == 1, (rel, old)
-    p.write_text(s.replace(old, new))
-PY
+replace_once "$REPO/app/src/routes.c" '{\"service\":\"shop\",' '{\"service\":\"shop\",\"edition\":\"two\",'
+replace_once "$REPO/app/tests/run.sh" "'^\{\"service\":\"shop\"," "'^\{\"service\":\"shop\",\"edition\":\"two\","
 c2=$(git_commit "second edition")
 
-# Keep requests flowing during the cutover and count every non-200.
-python3 - "$SHOP_PORT" "$WORK/load.txt" <<'PY' &
-import http.client, sys, time
-port, out = int(sys.argv[1]), sys.argv[2]
-ok = bad = 0
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-end = time.time() + 20
-while time.time() < end:
-    try:
-        conn.request("GET", "/")
-        r = conn.getresponse(); r.read()
-        if r.status == 200: ok += 1
-        else: bad += 1
-    except Exception as e:
-        bad += 1
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        import os
-        if os.path.exists(out + ".stop"): break
-    except Exception: pass
-open(out, "w").write(f"{ok} {bad}\n")
-PY
-load=$!
-sleep 0.3
+# Keep requests flowing during the cutovers and count every non-200.
+start_load /
 "$ASR_BIN" deploy shop --state-dir "$STATE" > "$WORK/deploy1.txt" 2>&1 || { cat "$WORK/deploy1.txt"; fail "deploy of $c2 failed"; }
 grep -q "built and tested" "$WORK/deploy1.txt" || fail "deploy did not build: $(cat "$WORK/deploy1.txt")"
 expect_eq "commit after deploy" "$c2" "$(status_field shop "s['commit']")"
@@ -74,9 +44,7 @@ if "$ASR_BIN" deploy shop --ref no-such-branch --state-dir "$STATE" 2> "$WORK/er
 grep -q "cannot resolve 'no-such-branch'" "$WORK/err.txt" || fail "unclear error: $(cat "$WORK/err.txt")"
 pass "unknown ref rejected: $(cat "$WORK/err.txt")"
 
-touch "$WORK/load.txt.stop"
-wait "$load"
-read -r ok bad < "$WORK/load.txt"
+read -r ok bad <<< "$(stop_load)"
 [ "$ok" -gt 100 ] || fail "too few requests during the deploys ($ok)"
 expect_eq "failed requests during 4 cutovers ($ok ok)" 0 "$bad"
 expect_eq "deployments recorded" "start:succeeded deploy:succeeded deploy:succeeded rollback:succeeded deploy:succeeded" \
