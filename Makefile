@@ -4,7 +4,7 @@
 #               AddressSanitizer + UndefinedBehaviorSanitizer
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build build-asan demo test test-plain test-asan bench fuzz clean format
+.PHONY: all deps build build-asan demo test test-plain test-asan bench fuzz clean format lint
 
 all: build
 
@@ -38,8 +38,14 @@ fuzz: deps
 bench: build
 	@bench/run-all.sh
 
+FORMATTED = $$(git ls-files 'src/*.[ch]' 'include/*.h' 'demo/*.[ch]' 'tests/*.c')
+
 format:
-	@clang-format -i $$(git ls-files '*.c' '*.h')
+	@clang-format -i $(FORMATTED)
+
+# Fails when a C file is not formatted as .clang-format says.
+lint:
+	@clang-format --dry-run --Werror $(FORMATTED)
 
 clean:
 	rm -rf build build-asan build-fuzz

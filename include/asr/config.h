@@ -52,28 +52,28 @@ struct asr_deploy_cfg {
 struct asr_signature_cfg {
     char *id;
     char *pattern;
-    char *severity;     /* "info" | "warning" | "error" | "critical", default "error" */
-    asr_argv dedupe;    /* captured field names forming the dedupe key; may be empty (NULL-only) */
-    int line;           /* line of the entry in the config file, for later error messages */
+    char *severity;  /* "info" | "warning" | "error" | "critical", default "error" */
+    asr_argv dedupe; /* captured field names forming the dedupe key; may be empty (NULL-only) */
+    int line;        /* line of the entry in the config file, for later error messages */
 };
 
 struct asr_policy_cfg {
-    asr_argv patch_paths; /* globs, relative to the repo; empty means no patch is allowed */
-    asr_argv approval;    /* action names that need an operator's approval */
+    asr_argv patch_paths;    /* globs, relative to the repo; empty means no patch is allowed */
+    asr_argv approval;       /* action names that need an operator's approval */
     int budget_remediations; /* default 6 */
     int64_t budget_per_ms;   /* default 1h */
     int64_t cooldown_ms;     /* default 10m */
 };
 
 struct asr_service_cfg {
-    char *name;         /* [a-z0-9][a-z0-9_-]{0,62} */
-    char *repo;         /* absolute path to a directory inside a git work tree */
-    asr_argv build;     /* may be NULL: nothing to build */
-    asr_argv test;      /* may be NULL: no tests */
-    asr_argv start;     /* required; "${PORT}" is replaced by the slot's port */
-    asr_argv env;       /* extra "NAME=value" entries for build, test and start; may be NULL */
-    char *listen_host;  /* numeric IPv4/IPv6 address of the proxy, e.g. "127.0.0.1" */
-    int listen_port;    /* 1..65535 */
+    char *name;        /* [a-z0-9][a-z0-9_-]{0,62} */
+    char *repo;        /* absolute path to a directory inside a git work tree */
+    asr_argv build;    /* may be NULL: nothing to build */
+    asr_argv test;     /* may be NULL: no tests */
+    asr_argv start;    /* required; "${PORT}" is replaced by the slot's port */
+    asr_argv env;      /* extra "NAME=value" entries for build, test and start; may be NULL */
+    char *listen_host; /* numeric IPv4/IPv6 address of the proxy, e.g. "127.0.0.1" */
+    int listen_port;   /* 1..65535 */
     struct asr_health_cfg health;
     bool log_stdout, log_stderr; /* from `logs: [stdout, stderr]`, default both */
     struct asr_signature_cfg *signatures;

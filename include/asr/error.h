@@ -27,7 +27,7 @@
     X(GIT, "git error")                                                                            \
     X(NET, "network error")                                                                        \
     X(BUSY, "busy")                                                                                \
-    X(STATE, "operation not valid in the current state")                                          \
+    X(STATE, "operation not valid in the current state")                                           \
     X(UNHEALTHY, "service did not become healthy")                                                 \
     X(BUILD, "build failed")                                                                       \
     X(TEST, "tests failed")                                                                        \

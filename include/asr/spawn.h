@@ -29,12 +29,12 @@ typedef void (*asr_proc_exit_cb)(struct asr_proc *p, int exit_status, int term_s
                                  bool timed_out, void *data);
 
 struct asr_proc_opts {
-    char *const *argv;       /* argv[0] is looked up in PATH when it has no '/' */
-    char *const *env_extra;  /* "NAME=value" added to (or replacing in) the parent's environment */
-    const char *cwd;         /* NULL: the parent's */
-    int timeout_ms;          /* 0: none */
-    int kill_grace_ms;       /* SIGTERM to SIGKILL after a timeout or asr_proc_stop; default 5000 */
-    size_t capture_cap;      /* >0: collect stdout+stderr interleaved into a buffer of this cap */
+    char *const *argv;      /* argv[0] is looked up in PATH when it has no '/' */
+    char *const *env_extra; /* "NAME=value" added to (or replacing in) the parent's environment */
+    const char *cwd;        /* NULL: the parent's */
+    int timeout_ms;         /* 0: none */
+    int kill_grace_ms;      /* SIGTERM to SIGKILL after a timeout or asr_proc_stop; default 5000 */
+    size_t capture_cap;     /* >0: collect stdout+stderr interleaved into a buffer of this cap */
     asr_proc_line_cb on_line;
     asr_proc_exit_cb on_exit;
     void *data;

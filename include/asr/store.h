@@ -25,21 +25,21 @@ struct asr_store;
 
 /* Release states. */
 #define ASR_RELEASE_BUILDING "building"
-#define ASR_RELEASE_BUILT "built"   /* build and test passed; never served yet */
-#define ASR_RELEASE_GOOD "good"     /* served healthy after a cutover */
-#define ASR_RELEASE_BAD "bad"       /* failed build, test or health */
+#define ASR_RELEASE_BUILT "built" /* build and test passed; never served yet */
+#define ASR_RELEASE_GOOD "good"   /* served healthy after a cutover */
+#define ASR_RELEASE_BAD "bad"     /* failed build, test or health */
 
 struct asr_release {
     int64_t id;
     char *service;
-    char *commit;        /* full 40-hex sha */
-    char *state;         /* one of ASR_RELEASE_* */
-    char *reason;        /* why it is bad, or NULL */
-    char *dir;           /* absolute path of its checkout, or NULL */
-    int build_status;    /* exit status of the build, -1 if not run */
-    int test_status;     /* exit status of the tests, -1 if not run */
+    char *commit;     /* full 40-hex sha */
+    char *state;      /* one of ASR_RELEASE_* */
+    char *reason;     /* why it is bad, or NULL */
+    char *dir;        /* absolute path of its checkout, or NULL */
+    int build_status; /* exit status of the build, -1 if not run */
+    int test_status;  /* exit status of the tests, -1 if not run */
     int64_t build_ms, test_ms;
-    int64_t created_at;  /* wall ms */
+    int64_t created_at; /* wall ms */
 };
 
 /* Deployment outcomes. */
@@ -51,21 +51,21 @@ struct asr_release {
 struct asr_deployment {
     int64_t id;
     char *service;
-    char *kind;          /* "deploy" | "rollback" | "start" */
+    char *kind;           /* "deploy" | "rollback" | "start" */
     int64_t from_release; /* 0 if none */
     int64_t to_release;
     int64_t started_at, ended_at; /* wall ms; ended_at 0 while running */
-    char *outcome;       /* one of ASR_DEPLOY_* */
-    char *reason;        /* NULL on success */
+    char *outcome;                /* one of ASR_DEPLOY_* */
+    char *reason;                 /* NULL on success */
 };
 
 struct asr_event {
     int64_t id;
-    int64_t at;      /* wall ms */
-    char *service;   /* may be NULL */
-    char *actor;     /* who: "daemon", "cli", "supervisor", ... */
-    char *kind;      /* what: "slot.started", "deploy.switched", ... */
-    char *detail;    /* free text or JSON, may be NULL */
+    int64_t at;    /* wall ms */
+    char *service; /* may be NULL */
+    char *actor;   /* who: "daemon", "cli", "supervisor", ... */
+    char *kind;    /* what: "slot.started", "deploy.switched", ... */
+    char *detail;  /* free text or JSON, may be NULL */
 };
 
 /* Opens (creating if needed) `<state_dir>/asr.db` and applies pending migrations. */
@@ -106,8 +106,8 @@ int asr_store_deployment_begin(struct asr_store *st, const char *service, const 
 int asr_store_deployment_end(struct asr_store *st, int64_t id, const char *outcome,
                              const char *reason, struct asr_err *err);
 /* The newest deployment of service (any outcome); ASR_ENOENT if none. */
-int asr_store_deployment_last(struct asr_store *st, const char *service,
-                              struct asr_deployment *out, struct asr_err *err);
+int asr_store_deployment_last(struct asr_store *st, const char *service, struct asr_deployment *out,
+                              struct asr_err *err);
 /* Deployments of service, newest first, at most limit; *out is an array the caller frees with
  * asr_deployments_free. */
 int asr_store_deployment_list(struct asr_store *st, const char *service, int limit,

@@ -28,9 +28,9 @@ int cli_parse(int argc, char **argv, const char *allowed, int max_args, const ch
         const char *shortname, *longname;
         bool has_value;
     } table[] = {
-        {'c', "-c", "--config", true},        {'s', NULL, "--state-dir", true},
-        {'j', NULL, "--json", false},         {'r', NULL, "--ref", true},
-        {'l', NULL, "--log-level", true},     {'p', NULL, "--report", true},
+        {'c', "-c", "--config", true},    {'s', NULL, "--state-dir", true},
+        {'j', NULL, "--json", false},     {'r', NULL, "--ref", true},
+        {'l', NULL, "--log-level", true}, {'p', NULL, "--report", true},
     };
     memset(o, 0, sizeof(*o));
     for (int i = 0; i < argc; i++) {
@@ -62,12 +62,24 @@ int cli_parse(int argc, char **argv, const char *allowed, int max_args, const ch
                 val = argv[++i];
             }
             switch (table[k].key) {
-            case 'c': o->config_path = val; break;
-            case 's': o->state_dir = val; break;
-            case 'j': o->json = true; break;
-            case 'r': o->ref = val; break;
-            case 'l': o->log_level = val; break;
-            case 'p': o->report = val; break;
+            case 'c':
+                o->config_path = val;
+                break;
+            case 's':
+                o->state_dir = val;
+                break;
+            case 'j':
+                o->json = true;
+                break;
+            case 'r':
+                o->ref = val;
+                break;
+            case 'l':
+                o->log_level = val;
+                break;
+            case 'p':
+                o->report = val;
+                break;
             }
             continue;
         }

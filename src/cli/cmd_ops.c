@@ -44,10 +44,10 @@ static json_t *last_deployment_json(struct asr_store *st, const char *service)
     struct asr_err err = {0};
     if (st == NULL || asr_store_deployment_last(st, service, &dep, &err) != 0)
         return json_null();
-    json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)dep.id, "kind",
-                          dep.kind, "outcome", dep.outcome, "to_release",
-                          (json_int_t)dep.to_release, "started_at", (json_int_t)dep.started_at,
-                          "ended_at", (json_int_t)dep.ended_at);
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)dep.id, "kind", dep.kind,
+                  "outcome", dep.outcome, "to_release", (json_int_t)dep.to_release, "started_at",
+                  (json_int_t)dep.started_at, "ended_at", (json_int_t)dep.ended_at);
     if (dep.reason != NULL)
         json_object_set_new(o, "reason", json_string(dep.reason));
     asr_deployment_free(&dep);
@@ -132,8 +132,8 @@ int cmd_status(int argc, char **argv)
                     strcmp(json_string_value(json_object_get(e, "name")), deps[i].service) == 0;
                 if (seen)
                     continue;
-                json_t *svc = json_pack("{s:s, s:s, s:n, s:i}", "name", deps[i].service,
-                                        "health", "stopped", "active_slot", "restarts", 0);
+                json_t *svc = json_pack("{s:s, s:s, s:n, s:i}", "name", deps[i].service, "health",
+                                        "stopped", "active_slot", "restarts", 0);
                 struct asr_release r = {0};
                 if (asr_store_release_last_good(st, deps[i].service, 0, &r, &err) == 0) {
                     json_object_set_new(svc, "commit", json_string(r.commit));
@@ -153,9 +153,9 @@ int cmd_status(int argc, char **argv)
     }
     size_t i;
     json_t *s;
-    json_array_foreach(json_object_get(reply, "services"), i, s)
-        json_object_set_new(s, "last_deployment",
-                            last_deployment_json(st, json_string_value(json_object_get(s, "name"))));
+    json_array_foreach(json_object_get(reply, "services"), i, s) json_object_set_new(
+        s, "last_deployment",
+        last_deployment_json(st, json_string_value(json_object_get(s, "name"))));
     if (o.json)
         cli_print_json(reply);
     else

@@ -46,7 +46,7 @@ struct daemon {
     struct asr_service *services[MAX_SERVICES];
     int nservices;
     uv_signal_t sig_term, sig_int, sig_hup;
-    int stopping;      /* services still shutting down */
+    int stopping; /* services still shutting down */
     bool stop_requested;
     int64_t started_at;
     int lock_fd;
@@ -96,10 +96,9 @@ static json_t *daemon_status(struct daemon *d)
     json_t *svcs = json_array();
     for (int i = 0; i < d->nservices; i++)
         json_array_append_new(svcs, asr_service_status(d->services[i]));
-    return json_pack("{s:b, s:{s:i, s:s, s:s, s:I}, s:o}", "ok", 1, "daemon", "pid",
-                     (int)getpid(), "config", d->cfg->path, "state_dir", d->state_dir,
-                     "uptime_ms", (json_int_t)(asr_time_wall_ms() - d->started_at), "services",
-                     svcs);
+    return json_pack("{s:b, s:{s:i, s:s, s:s, s:I}, s:o}", "ok", 1, "daemon", "pid", (int)getpid(),
+                     "config", d->cfg->path, "state_dir", d->state_dir, "uptime_ms",
+                     (json_int_t)(asr_time_wall_ms() - d->started_at), "services", svcs);
 }
 
 static void control_handler(struct asr_control_conn *conn, json_t *req, void *data)
@@ -144,7 +143,8 @@ static void control_handler(struct asr_control_conn *conn, json_t *req, void *da
     asr_control_reply_error(conn, msg);
 }
 
-/* ---- stopping --------------------------------------------------------------------------------- */
+/* ---- stopping ---------------------------------------------------------------------------------
+ */
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
 {
@@ -188,7 +188,8 @@ static void request_stop(struct daemon *d, const char *why)
     service_stopped_cb(d);
 }
 
-/* ---- reload ----------------------------------------------------------------------------------- */
+/* ---- reload -----------------------------------------------------------------------------------
+ */
 
 struct removal {
     struct daemon *d;
@@ -222,8 +223,8 @@ static int apply_config(struct daemon *d, struct asr_config *next, struct asr_er
     for (size_t i = 0; i < next->nservices; i++) {
         const struct asr_service_cfg *n = &next->services[i];
         const struct asr_service_cfg *o = asr_config_service(d->cfg, n->name);
-        if (o != NULL && (strcmp(o->listen_host, n->listen_host) != 0 ||
-                          o->listen_port != n->listen_port))
+        if (o != NULL &&
+            (strcmp(o->listen_host, n->listen_host) != 0 || o->listen_port != n->listen_port))
             return asr_err_set(err, ASR_ECONFIG,
                                "%s:%d: services[%zu].listen: changing the listen address of '%s' "
                                "needs a restart of asr",
@@ -279,8 +280,7 @@ static void reload(struct daemon *d)
         rc = apply_config(d, next, &err);
     if (rc != 0) {
         asr_config_free(next);
-        asr_error("config reload rejected, keeping the running config: %s",
-                  asr_err_msg(&err, rc));
+        asr_error("config reload rejected, keeping the running config: %s", asr_err_msg(&err, rc));
         asr_store_event_add(d->store, NULL, "daemon", "config.reload_rejected",
                             asr_err_msg(&err, rc), NULL);
         return;
@@ -300,7 +300,8 @@ static void signal_cb(uv_signal_t *h, int signum)
     request_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* ---- main ------------------------------------------------------------------------------------- */
+/* ---- main -------------------------------------------------------------------------------------
+ */
 
 static int lock_state_dir(struct daemon *d)
 {
@@ -312,8 +313,7 @@ static int lock_state_dir(struct daemon *d)
         return -1;
     }
     if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        cli_error("run", "another asr daemon is already running with state dir %s",
-                  d->state_dir);
+        cli_error("run", "another asr daemon is already running with state dir %s", d->state_dir);
         return -1;
     }
     char pid[32];
@@ -409,8 +409,8 @@ int cmd_run(int argc, char **argv)
     uv_signal_start(&d.sig_hup, signal_cb, SIGHUP);
     d.signals_started = true;
     asr_store_event_add(d.store, NULL, "daemon", "daemon.started", d.cfg->path, NULL);
-    asr_info("asr %d started: config %s, state dir %s, %d service(s)", (int)getpid(),
-             d.cfg->path, d.state_dir, d.nservices);
+    asr_info("asr %d started: config %s, state dir %s, %d service(s)", (int)getpid(), d.cfg->path,
+             d.state_dir, d.nservices);
     for (int i = 0; i < d.nservices; i++)
         asr_service_start(d.services[i], start_done_cb, NULL);
     uv_run(d.loop, UV_RUN_DEFAULT);

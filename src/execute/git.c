@@ -50,8 +50,7 @@ int asr_git_resolve(const char *path, const char *ref, char sha[41], char **pref
     }
     git_object *commit = NULL;
     if (git_object_peel(&commit, obj, GIT_OBJECT_COMMIT) != 0) {
-        rc = asr_err_set(err, ASR_EGIT, "git: %s: '%s' is not a commit: %s", path, spec,
-                         git_msg());
+        rc = asr_err_set(err, ASR_EGIT, "git: %s: '%s' is not a commit: %s", path, spec, git_msg());
         goto out;
     }
     git_oid_tostr(sha, 41, git_object_id(commit));

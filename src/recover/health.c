@@ -126,9 +126,10 @@ struct asr_probe *asr_probe_start(uv_loop_t *loop, const char *host, int port, c
     p->cb = cb;
     p->data = data;
     p->started_us = asr_time_mono_us();
-    snprintf(p->request, sizeof(p->request),
-             "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: asr-health\r\n%sConnection: close\r\n\r\n",
-             path, host, port, extra_headers ? extra_headers : "");
+    snprintf(
+        p->request, sizeof(p->request),
+        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: asr-health\r\n%sConnection: close\r\n\r\n",
+        path, host, port, extra_headers ? extra_headers : "");
     http_parser_init(&p->parser, HTTP_RESPONSE);
     p->parser.data = p;
     uv_tcp_init(loop, &p->tcp);

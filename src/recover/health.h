@@ -14,8 +14,7 @@
 struct asr_probe;
 
 /* ok: 2xx/3xx in time. status: HTTP status or 0. why: static text when not ok. */
-typedef void (*asr_probe_cb)(bool ok, int status, const char *why, uint64_t latency_us,
-                             void *data);
+typedef void (*asr_probe_cb)(bool ok, int status, const char *why, uint64_t latency_us, void *data);
 
 /*
  * Starts a probe; cb runs exactly once, never from inside this call, unless the probe is

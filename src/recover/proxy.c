@@ -194,8 +194,9 @@ static void client_reply_error(struct client *c, int status, const char *reason)
         px->stats.bad_requests++;
     char resp[512];
     char body[256];
-    int bl = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"proxy\":\"asr\",\"service\":\"%s\"}\n",
-                      reason, px->name);
+    int bl =
+        snprintf(body, sizeof(body), "{\"error\":\"%s\",\"proxy\":\"asr\",\"service\":\"%s\"}\n",
+                 reason, px->name);
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                      "Connection: close\r\n\r\n%s",
@@ -743,8 +744,8 @@ static int on_request_headers_complete(http_parser *p)
 {
     struct client *c = p->data;
     /* The proxy reads the whole body before forwarding, so it must invite the body itself. */
-    bool body = (p->flags & F_CHUNKED) != 0 || (p->content_length > 0 &&
-                                                 p->content_length != ULLONG_MAX);
+    bool body =
+        (p->flags & F_CHUNKED) != 0 || (p->content_length > 0 && p->content_length != ULLONG_MAX);
     if (c->expect_continue && body && p->http_major == 1 && p->http_minor >= 1) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         write_copy((uv_stream_t *)&c->tcp, cont, sizeof(cont) - 1, c);
@@ -905,7 +906,6 @@ int asr_proxy_create(uv_loop_t *loop, const struct asr_proxy_opts *opts, struct 
     *out = px;
     return 0;
 }
-
 
 void asr_proxy_destroy(struct asr_proxy *px)
 {

@@ -15,8 +15,8 @@
  * While no backend is active (a crashed slot is restarting) requests wait up to wait_ms and are
  * then answered 503. A request whose backend connection fails before any byte of the response
  * is retried (up to 5 times) when that is safe: the connection was never established, or the
- * method is idempotent, after 10, 20, 40... ms. Requests are buffered whole before they are sent (up to max_body), so a
- * retry can resend them.
+ * method is idempotent, after 10, 20, 40... ms. Requests are buffered whole before they are sent
+ * (up to max_body), so a retry can resend them.
  */
 #ifndef ASR_RECOVER_PROXY_H
 #define ASR_RECOVER_PROXY_H
@@ -34,12 +34,12 @@ struct asr_backend;
 struct asr_proxy_opts {
     const char *host; /* numeric address to listen on */
     int port;
-    int wait_ms;              /* how long a request waits for an active backend; default 5000 */
-    size_t max_request;       /* cap on one request, head and body; default 8 MiB */
-    int connect_timeout_ms;   /* backend connect; default 2000 */
-    int response_timeout_ms;  /* backend silence while a request is in flight; default 120000 */
-    int client_idle_ms;       /* idle keep-alive client connection; default 60000 */
-    const char *name;         /* service name, for log lines */
+    int wait_ms;             /* how long a request waits for an active backend; default 5000 */
+    size_t max_request;      /* cap on one request, head and body; default 8 MiB */
+    int connect_timeout_ms;  /* backend connect; default 2000 */
+    int response_timeout_ms; /* backend silence while a request is in flight; default 120000 */
+    int client_idle_ms;      /* idle keep-alive client connection; default 60000 */
+    const char *name;        /* service name, for log lines */
 };
 
 struct asr_proxy_stats {
@@ -48,7 +48,7 @@ struct asr_proxy_stats {
     uint64_t requests_total;
     uint64_t responses_proxy_5xx; /* 502/503/504 that the proxy itself produced */
     uint64_t retries;
-    uint64_t bad_requests;        /* 400/413/501 answered by the proxy */
+    uint64_t bad_requests; /* 400/413/501 answered by the proxy */
 };
 
 typedef void (*asr_backend_drained_cb)(struct asr_backend *b, void *data);

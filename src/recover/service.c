@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #define OUTPUT_CAP (256 * 1024)
-#define FAST_PROBE_MS 10   /* probe interval while a slot starts: every ms counts in a restart */
-#define RESTART_LOG 256    /* restart timestamps kept for the budget window */
+#define FAST_PROBE_MS 10 /* probe interval while a slot starts: every ms counts in a restart */
+#define RESTART_LOG 256  /* restart timestamps kept for the budget window */
 #define SLOT_WAIT_POLL_MS 20
 
 enum slot_state { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_DRAINING, SLOT_STOPPING };
@@ -345,8 +345,8 @@ static void probe_done_cb(bool ok, int status, const char *why, uint64_t latency
     } else if (s->healthy && s->fail_streak >= h->fall) {
         s->healthy = false;
         event(svc, "health", "slot.unhealthy", "slot=%s port=%d after %d failed probes: %s%s%d",
-              slot_names[s->idx], s->port, s->fail_streak, why ? why : "status ",
-              why ? " " : "", status);
+              slot_names[s->idx], s->port, s->fail_streak, why ? why : "status ", why ? " " : "",
+              status);
         if (svc->active == s->idx && s->proc != NULL) {
             /* A live but unhealthy serving slot is replaced like a crashed one. */
             s->stop_requested = false;
@@ -363,8 +363,8 @@ static void health_timer_cb(uv_timer_t *t)
     if (s->probe != NULL || (s->state != SLOT_STARTING && s->state != SLOT_READY))
         return;
     const struct asr_health_cfg *h = &s->svc->cfg->health;
-    s->probe = asr_probe_start(s->svc->ctx.loop, "127.0.0.1", s->port, h->path, h->timeout_ms,
-                               NULL, probe_done_cb, s);
+    s->probe = asr_probe_start(s->svc->ctx.loop, "127.0.0.1", s->port, h->path, h->timeout_ms, NULL,
+                               probe_done_cb, s);
     if (s->probe == NULL)
         slot_begin_probe(s, (uint64_t)h->interval_ms);
 }
@@ -448,8 +448,8 @@ static void drain_timeout_cb(uv_timer_t *t)
     struct slot *s = t->data;
     if (s->state != SLOT_DRAINING)
         return;
-    asr_warn("%s: slot %s still has requests in flight after %d ms; stopping it",
-             s->svc->name, slot_names[s->idx], s->svc->cfg->deploy.drain_timeout_ms);
+    asr_warn("%s: slot %s still has requests in flight after %d ms; stopping it", s->svc->name,
+             slot_names[s->idx], s->svc->cfg->deploy.drain_timeout_ms);
     slot_stop_now(s);
 }
 
@@ -634,9 +634,9 @@ static void deploy_fail(struct deploy *d, int rc, const char *outcome, const cha
         asr_store_deployment_end(svc->ctx.store, d->deployment_id, outcome, msg, &err);
     event(svc, "deployer", "deploy.failed", "deployment=%lld outcome=%s: %s",
           (long long)d->deployment_id, outcome, msg);
-    json_t *res = json_pack("{s:s, s:s, s:I, s:s, s:s}", "service", svc->name, "commit", d->sha,
-                            "deployment", (json_int_t)d->deployment_id, "outcome", outcome,
-                            "reason", msg);
+    json_t *res =
+        json_pack("{s:s, s:s, s:I, s:s, s:s}", "service", svc->name, "commit", d->sha, "deployment",
+                  (json_int_t)d->deployment_id, "outcome", outcome, "reason", msg);
     deploy_finish(d, rc, msg, res);
 }
 
@@ -727,16 +727,14 @@ static void deploy_start_slot(struct deploy *d)
                      : ASR_ENOMEM;
     free(workdir);
     if (rc != 0) {
-        asr_store_release_set_state(svc->ctx.store, d->release_id, ASR_RELEASE_BAD, err.msg,
-                                    &err);
+        asr_store_release_set_state(svc->ctx.store, d->release_id, ASR_RELEASE_BAD, err.msg, &err);
         deploy_fail(d, rc, svc->active >= 0 ? ASR_DEPLOY_ROLLED_BACK : ASR_DEPLOY_FAILED,
                     "cannot start slot %s: %s", slot_names[s->idx], err.msg);
         return;
     }
     progress(d, "started %.12s in slot %s (pid %d, port %d); waiting for health", d->sha,
              slot_names[s->idx], s->pid, s->port);
-    uv_timer_start(&d->timer, start_deadline_cb, (uint64_t)svc->cfg->deploy.healthy_timeout_ms,
-                   0);
+    uv_timer_start(&d->timer, start_deadline_cb, (uint64_t)svc->cfg->deploy.healthy_timeout_ms, 0);
 }
 
 static void wait_slot_cb(uv_timer_t *t)
@@ -806,8 +804,8 @@ static void step_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out
                                     asr_buf_cstr(&stored), &err);
     } else {
         d->test_ms = ms;
-        asr_store_release_set_test(svc->ctx.store, d->release_id, status, ms,
-                                   asr_buf_cstr(&stored), &err);
+        asr_store_release_set_test(svc->ctx.store, d->release_id, status, ms, asr_buf_cstr(&stored),
+                                   &err);
     }
     asr_buf_free(&stored);
     asr_proc_free(p);
@@ -820,8 +818,8 @@ static void step_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out
         snprintf(reason, sizeof(reason), "%s %s after %lld ms", is_build ? "build" : "test",
                  timed_out ? "timed out" : "failed", (long long)ms);
         if (!timed_out)
-            snprintf(reason + strlen(reason), sizeof(reason) - strlen(reason),
-                     " (exit status %d)", status);
+            snprintf(reason + strlen(reason), sizeof(reason) - strlen(reason), " (exit status %d)",
+                     status);
         asr_store_release_set_state(svc->ctx.store, d->release_id, ASR_RELEASE_BAD, reason, &err);
         asr_rmtree(d->export_dir);
         deploy_fail(d, is_build ? ASR_EBUILD : ASR_ETEST, ASR_DEPLOY_FAILED, "%s", reason);
@@ -941,13 +939,12 @@ static void deploy_resolved(struct deploy *d)
     char rel[512];
     snprintf(rel, sizeof(rel), "%s/releases/%s/%s", svc->ctx.state_dir, svc->name, d->sha);
     d->final_dir = strdup(rel);
-    snprintf(rel, sizeof(rel), "%s/releases/%s/%s.partial", svc->ctx.state_dir, svc->name,
-             d->sha);
+    snprintf(rel, sizeof(rel), "%s/releases/%s/%s.partial", svc->ctx.state_dir, svc->name, d->sha);
     d->export_dir = strdup(rel);
 
     struct asr_release r = {0};
-    int rc = asr_store_release_get_or_create(svc->ctx.store, svc->name, d->sha, d->final_dir, &r,
-                                             &err);
+    int rc =
+        asr_store_release_get_or_create(svc->ctx.store, svc->name, d->sha, d->final_dir, &r, &err);
     if (rc != 0) {
         deploy_fail(d, rc, ASR_DEPLOY_FAILED, "%s", err.msg);
         return;
@@ -1102,8 +1099,8 @@ int asr_service_create(const struct asr_runtime_ctx *ctx, const struct asr_servi
     svc->active = -1;
     snprintf(svc->name, sizeof(svc->name), "%s", cfg->name);
     svc->repo_prefix = strdup("");
-    struct asr_proxy_opts po = {.host = cfg->listen_host, .port = cfg->listen_port,
-                                .name = svc->name};
+    struct asr_proxy_opts po = {
+        .host = cfg->listen_host, .port = cfg->listen_port, .name = svc->name};
     int rc = asr_proxy_create(ctx->loop, &po, &svc->proxy, err);
     if (rc != 0) {
         free(svc->repo_prefix);
@@ -1144,11 +1141,11 @@ json_t *asr_service_status(const struct asr_service *svc)
     snprintf(listen, sizeof(listen), "%s:%d", svc->cfg->listen_host, svc->cfg->listen_port);
     json_object_set_new(o, "listen", json_string(listen));
     const struct slot *a = svc->active >= 0 ? &svc->slots[svc->active] : NULL;
-    const char *health = svc->failed                 ? "failed"
-                         : a == NULL                 ? "down"
+    const char *health = svc->failed                            ? "failed"
+                         : a == NULL                            ? "down"
                          : a->state == SLOT_READY && a->healthy ? "healthy"
-                         : a->state == SLOT_STARTING ? "starting"
-                                                     : "unhealthy";
+                         : a->state == SLOT_STARTING            ? "starting"
+                                                                : "unhealthy";
     json_object_set_new(o, "health", json_string(health));
     if (svc->failed)
         json_object_set_new(o, "failed_reason", json_string(svc->failed_reason));
@@ -1176,17 +1173,17 @@ json_t *asr_service_status(const struct asr_service *svc)
     }
     json_object_set_new(o, "slots", slots);
     if (svc->deploy != NULL)
-        json_object_set_new(o, "deploying", json_pack("{s:s, s:s}", "kind", svc->deploy->kind,
-                                                      "commit", svc->deploy->sha));
+        json_object_set_new(
+            o, "deploying",
+            json_pack("{s:s, s:s}", "kind", svc->deploy->kind, "commit", svc->deploy->sha));
     struct asr_proxy_stats ps;
     asr_proxy_get_stats(svc->proxy, &ps);
-    json_object_set_new(o, "proxy",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "connections_open",
-                                  (json_int_t)ps.connections_open, "connections_total",
-                                  (json_int_t)ps.connections_total, "requests_total",
-                                  (json_int_t)ps.requests_total, "proxy_5xx",
-                                  (json_int_t)ps.responses_proxy_5xx, "retries",
-                                  (json_int_t)ps.retries));
+    json_object_set_new(
+        o, "proxy",
+        json_pack("{s:I, s:I, s:I, s:I, s:I}", "connections_open", (json_int_t)ps.connections_open,
+                  "connections_total", (json_int_t)ps.connections_total, "requests_total",
+                  (json_int_t)ps.requests_total, "proxy_5xx", (json_int_t)ps.responses_proxy_5xx,
+                  "retries", (json_int_t)ps.retries));
     return o;
 }
 

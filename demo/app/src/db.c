@@ -31,26 +31,23 @@ static const int BUSY_TIMEOUT_MS = 2000;
 /* How many virtual machine steps SQLite runs between two deadline checks. */
 static const int PROGRESS_STEPS = 1000;
 
-static const char SCHEMA_SQL[] =
-    "CREATE TABLE IF NOT EXISTS orders ("
-    " id INTEGER PRIMARY KEY,"
-    " item TEXT NOT NULL,"
-    " quantity INTEGER NOT NULL,"
-    " price_cents INTEGER NOT NULL)";
+static const char SCHEMA_SQL[] = "CREATE TABLE IF NOT EXISTS orders ("
+                                 " id INTEGER PRIMARY KEY,"
+                                 " item TEXT NOT NULL,"
+                                 " quantity INTEGER NOT NULL,"
+                                 " price_cents INTEGER NOT NULL)";
 
 /* Seeds five orders into an empty table; a second start adds nothing. */
-static const char SEED_SQL[] =
-    "INSERT INTO orders (item, quantity, price_cents)"
-    " SELECT * FROM (VALUES ('widget', 2, 1999), ('gadget', 1, 4999),"
-    " ('sprocket', 10, 250), ('gizmo', 3, 1250), ('doohickey', 5, 799))"
-    " WHERE NOT EXISTS (SELECT 1 FROM orders)";
+static const char SEED_SQL[] = "INSERT INTO orders (item, quantity, price_cents)"
+                               " SELECT * FROM (VALUES ('widget', 2, 1999), ('gadget', 1, 4999),"
+                               " ('sprocket', 10, 250), ('gizmo', 3, 1250), ('doohickey', 5, 799))"
+                               " WHERE NOT EXISTS (SELECT 1 FROM orders)";
 
 /* Opens `path` for one request; `flags` adds SQLITE_OPEN_CREATE at start. */
 static int open_db(const char *path, int flags, sqlite3 **out, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | flags,
-                             NULL);
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | flags, NULL);
 
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database %s: %s", path,
@@ -68,8 +65,8 @@ static int open_db(const char *path, int flags, sqlite3 **out, char *err, size_t
  * Prepares and runs `sql`, keeping the first column of the first row in
  * *value. Any error is described in `err`, prefixed by `what`.
  */
-static int run_scalar(sqlite3 *db, const char *what, const char *sql, long long *value,
-                      char *err, size_t errlen)
+static int run_scalar(sqlite3 *db, const char *what, const char *sql, long long *value, char *err,
+                      size_t errlen)
 {
     sqlite3_stmt *stmt = NULL;
     int ret = 0;
@@ -107,8 +104,7 @@ int shop_db_init(const char *path, char *err, size_t errlen)
         return ret;
     if (sqlite3_exec(db, SCHEMA_SQL, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(db, SEED_SQL, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot seed database %s: %s", path,
-                 msg ? msg : sqlite3_errmsg(db));
+        snprintf(err, errlen, "cannot seed database %s: %s", path, msg ? msg : sqlite3_errmsg(db));
         ret = SHOP_DB_ESTEP;
     }
     sqlite3_free(msg);
@@ -122,8 +118,7 @@ int shop_db_count_orders(const char *path, long long *count, char *err, size_t e
     int ret = open_db(path, 0, &db, err, errlen);
 
     if (ret == 0)
-        ret = run_scalar(db, "count orders", "SELECT count(*) FROM orders", count, err,
-                         errlen);
+        ret = run_scalar(db, "count orders", "SELECT count(*) FROM orders", count, err, errlen);
     sqlite3_close(db);
     return ret;
 }
@@ -155,8 +150,7 @@ static int deadline_cb(void *arg)
     return now_ms() >= *deadline;
 }
 
-int shop_db_slow_query(const char *path, long long *value, int *limit_ms, char *err,
-                       size_t errlen)
+int shop_db_slow_query(const char *path, long long *value, int *limit_ms, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     long long deadline;

@@ -40,7 +40,6 @@ int shop_db_orders_report(const char *path, long long *value, char *err, size_t 
  * SHOP_DB_ETIMEOUT means the limit cut it short. *limit_ms receives the
  * limit that applied, for the report.
  */
-int shop_db_slow_query(const char *path, long long *value, int *limit_ms, char *err,
-                       size_t errlen);
+int shop_db_slow_query(const char *path, long long *value, int *limit_ms, char *err, size_t errlen);
 
 #endif

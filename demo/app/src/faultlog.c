@@ -15,9 +15,8 @@
 int shop_faultlog_format(char *buf, int cap, const char *code, const char *route,
                          const char *reason, const char *extra, bool verification)
 {
-    int n = snprintf(buf, (size_t)cap, "%s route=%s reason=%s%s%s%s\n", code, route,
-                     reason, extra ? " " : "", extra ? extra : "",
-                     verification ? " verification=1" : "");
+    int n = snprintf(buf, (size_t)cap, "%s route=%s reason=%s%s%s%s\n", code, route, reason,
+                     extra ? " " : "", extra ? extra : "", verification ? " verification=1" : "");
     if (n < 0) {
         n = snprintf(buf, (size_t)cap, "%s\n", code);
         return n < 0 ? 0 : (n >= cap ? cap - 1 : n);
@@ -30,12 +29,11 @@ int shop_faultlog_format(char *buf, int cap, const char *code, const char *route
     return n;
 }
 
-int shop_faultlog_write(const char *code, const char *route, const char *reason,
-                        const char *extra, bool verification)
+int shop_faultlog_write(const char *code, const char *route, const char *reason, const char *extra,
+                        bool verification)
 {
     char line[SHOP_FAULTLOG_MAX];
-    int n = shop_faultlog_format(line, (int)sizeof(line), code, route, reason, extra,
-                                 verification);
+    int n = shop_faultlog_format(line, (int)sizeof(line), code, route, reason, extra, verification);
     ssize_t w;
 
     do {

@@ -22,8 +22,8 @@
  * " verification=1" (the request carried "X-Asr-Verification: 1").
  * Returns 0, or -1 if the write failed (there is nowhere left to report it).
  */
-int shop_faultlog_write(const char *code, const char *route, const char *reason,
-                        const char *extra, bool verification);
+int shop_faultlog_write(const char *code, const char *route, const char *reason, const char *extra,
+                        bool verification);
 
 /*
  * Formats the same line into `buf` (size `cap`, newline included) without

@@ -63,8 +63,8 @@ int shop_url_parse(const char *url, struct shop_url *out)
             host_end = path;
         p = host_end;
     }
-    if (host_end == host || copy_part(out->host, sizeof(out->host), host,
-                                      (size_t)(host_end - host)) < 0)
+    if (host_end == host ||
+        copy_part(out->host, sizeof(out->host), host, (size_t)(host_end - host)) < 0)
         return -1;
     if (p < path) {
         if (*p != ':' || p + 1 == path)
@@ -122,8 +122,8 @@ static int find_header(const char *h, const char *end, const char *name, const c
     return 0;
 }
 
-int shop_http_parse_response(const char *buf, size_t len, int eof, int *status,
-                             size_t *body_off, size_t *body_len)
+int shop_http_parse_response(const char *buf, size_t len, int eof, int *status, size_t *body_off,
+                             size_t *body_len)
 {
     const char *head_end = NULL;
     const char *val;
@@ -198,8 +198,7 @@ static int wait_fd(int fd, short events, long long deadline)
 /* Connects a non-blocking socket to one resolved address. */
 static int connect_one(const struct addrinfo *ai, long long deadline, int *fd_out)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     int soerr = 0, rc;
     socklen_t slen = sizeof(soerr);
 

@@ -26,17 +26,17 @@ struct shop_url {
 };
 
 enum shop_fetch_status {
-    SHOP_FETCH_OK = 0,             /* a response arrived; see status */
-    SHOP_FETCH_TIMEOUT = -1,       /* the deadline passed first */
-    SHOP_FETCH_CONNECT_FAILED = -2,/* resolve or connect failed (refused, unreachable) */
-    SHOP_FETCH_IO = -3,            /* send or receive failed after connecting */
-    SHOP_FETCH_BAD_RESPONSE = -4,  /* not a response we can read */
-    SHOP_FETCH_TOO_LARGE = -5,     /* the response passed SHOP_FETCH_MAX */
+    SHOP_FETCH_OK = 0,              /* a response arrived; see status */
+    SHOP_FETCH_TIMEOUT = -1,        /* the deadline passed first */
+    SHOP_FETCH_CONNECT_FAILED = -2, /* resolve or connect failed (refused, unreachable) */
+    SHOP_FETCH_IO = -3,             /* send or receive failed after connecting */
+    SHOP_FETCH_BAD_RESPONSE = -4,   /* not a response we can read */
+    SHOP_FETCH_TOO_LARGE = -5,      /* the response passed SHOP_FETCH_MAX */
 };
 
 struct shop_fetch_result {
-    int status;               /* HTTP status code, when SHOP_FETCH_OK */
-    const char *body;         /* points into the result's own buffer */
+    int status;       /* HTTP status code, when SHOP_FETCH_OK */
+    const char *body; /* points into the result's own buffer */
     size_t body_len;
     long long elapsed_ms;     /* from the call to its return */
     char buf[SHOP_FETCH_MAX]; /* the raw response */
@@ -55,8 +55,8 @@ int shop_url_parse(const char *url, struct shop_url *out);
  * needed, and -1 when the bytes are not an HTTP/1.x response we support
  * (chunked bodies are refused).
  */
-int shop_http_parse_response(const char *buf, size_t len, int eof, int *status,
-                             size_t *body_off, size_t *body_len);
+int shop_http_parse_response(const char *buf, size_t len, int eof, int *status, size_t *body_off,
+                             size_t *body_len);
 
 /*
  * GETs `url` with at most `timeout_ms` for the whole exchange. Fills `res`

@@ -100,8 +100,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 }
 
 /* libmicrohttpd's error messages, as single lines on stderr. */
-__attribute__((format(printf, 2, 0))) static void mhd_log_cb(void *cls, const char *fmt,
-                                                             va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     int n = snprintf(line, sizeof(line), "shop: microhttpd: ");
@@ -134,8 +133,7 @@ int main(int argc, char **argv)
 {
     static struct shop_app app; /* static: the daemon's threads use it until exit */
     struct options o = {"127.0.0.1", 8080, "shop.db", "http://127.0.0.1:8081/slow"};
-    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE,
-                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
     struct addrinfo *addr = NULL;
     struct MHD_Daemon *d = NULL;
     const union MHD_DaemonInfo *info;
@@ -171,16 +169,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     d = MHD_start_daemon(flags, 0, NULL, NULL, shop_routes_access_cb, &app,
-                         MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, NULL,
-                         MHD_OPTION_SOCK_ADDR, addr->ai_addr,
-                         MHD_OPTION_NOTIFY_COMPLETED, shop_routes_completed_cb, &app,
+                         MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, NULL, MHD_OPTION_SOCK_ADDR,
+                         addr->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, shop_routes_completed_cb, &app,
                          MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
                          MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
-                         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-                         MHD_OPTION_END);
+                         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!d) {
-        fprintf(stderr, "shop: cannot listen on %s:%ld: %s\n", o.host, o.port,
-                strerror(errno));
+        fprintf(stderr, "shop: cannot listen on %s:%ld: %s\n", o.host, o.port, strerror(errno));
         goto out;
     }
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

@@ -73,8 +73,8 @@ size_t shop_json_escape(char *dst, size_t cap, const char *src)
  * Queues a JSON answer. While the shop is stopping every answer carries
  * "Connection: close" so that keep-alive clients go away.
  */
-static enum MHD_Result reply_with(struct shop_app *app, struct MHD_Connection *conn,
-                                  int status, const char *body, size_t len, const char *allow)
+static enum MHD_Result reply_with(struct shop_app *app, struct MHD_Connection *conn, int status,
+                                  const char *body, size_t len, const char *allow)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -98,14 +98,14 @@ static enum MHD_Result reply(struct shop_app *app, struct MHD_Connection *conn, 
     return reply_with(app, conn, status, body, len, NULL);
 }
 
-static enum MHD_Result reply_str(struct shop_app *app, struct MHD_Connection *conn,
-                                 int status, const char *body)
+static enum MHD_Result reply_str(struct shop_app *app, struct MHD_Connection *conn, int status,
+                                 const char *body)
 {
     return reply(app, conn, status, body, strlen(body));
 }
 
-static enum MHD_Result root_h(struct shop_app *app, struct MHD_Connection *conn,
-                              const char *route, bool verification)
+static enum MHD_Result root_h(struct shop_app *app, struct MHD_Connection *conn, const char *route,
+                              bool verification)
 {
     (void)route;
     (void)verification;
@@ -153,8 +153,8 @@ static enum MHD_Result orders_h(struct shop_app *app, struct MHD_Connection *con
 }
 
 /* Fault 1: the orders report runs ORDERS_REPORT_SQL (db.c). */
-static enum MHD_Result run_h(struct shop_app *app, struct MHD_Connection *conn,
-                             const char *route, bool verification)
+static enum MHD_Result run_h(struct shop_app *app, struct MHD_Connection *conn, const char *route,
+                             bool verification)
 {
     char err[256], detail[320], body[400];
     long long value = 0;
@@ -183,10 +183,8 @@ static enum MHD_Result db_timeout_h(struct shop_app *app, struct MHD_Connection 
     int rc = shop_db_slow_query(app->db_path, &value, &limit_ms, err, sizeof(err));
 
     if (rc == SHOP_DB_ETIMEOUT) {
-        shop_faultlog_write("FAULT_DB_TIMEOUT", route, "statement_timeout", NULL,
-                            verification);
-        snprintf(body, sizeof(body), "{\"error\":\"statement_timeout\",\"limit_ms\":%d}",
-                 limit_ms);
+        shop_faultlog_write("FAULT_DB_TIMEOUT", route, "statement_timeout", NULL, verification);
+        snprintf(body, sizeof(body), "{\"error\":\"statement_timeout\",\"limit_ms\":%d}", limit_ms);
         return reply_str(app, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, body);
     }
     if (rc < 0)
@@ -218,8 +216,7 @@ static enum MHD_Result external_h(struct shop_app *app, struct MHD_Connection *c
         }
         snprintf(extra, sizeof(extra), "status=%d", res->status);
         shop_faultlog_write("UPSTREAM_ERROR", route, "bad_status", extra, verification);
-        snprintf(body, sizeof(body), "{\"error\":\"upstream_status\",\"status\":%d}",
-                 res->status);
+        snprintf(body, sizeof(body), "{\"error\":\"upstream_status\",\"status\":%d}", res->status);
         ret = reply_str(app, conn, MHD_HTTP_BAD_GATEWAY, body);
         goto out;
     case SHOP_FETCH_TIMEOUT:
@@ -232,8 +229,7 @@ static enum MHD_Result external_h(struct shop_app *app, struct MHD_Connection *c
         ret = reply_str(app, conn, MHD_HTTP_GATEWAY_TIMEOUT, body);
         goto out;
     case SHOP_FETCH_CONNECT_FAILED:
-        shop_faultlog_write("UPSTREAM_UNREACHABLE", route, "connect_failed", NULL,
-                            verification);
+        shop_faultlog_write("UPSTREAM_UNREACHABLE", route, "connect_failed", NULL, verification);
         ret = reply_str(app, conn, MHD_HTTP_BAD_GATEWAY, "{\"error\":\"upstream_unreachable\"}");
         goto out;
     case SHOP_FETCH_TOO_LARGE:
@@ -255,8 +251,8 @@ out:
 }
 
 /* The crash fault has no fix in code: asr's answer is a restart. */
-static enum MHD_Result crash_h(struct shop_app *app, struct MHD_Connection *conn,
-                               const char *route, bool verification)
+static enum MHD_Result crash_h(struct shop_app *app, struct MHD_Connection *conn, const char *route,
+                               bool verification)
 {
     (void)app;
     (void)conn;
@@ -285,12 +281,11 @@ int shop_app_init(struct shop_app *app, const char *commit_id, const char *db_pa
     atomic_init(&app->in_flight, 0);
     atomic_init(&app->stopping, false);
     shop_json_escape(commit, sizeof(commit), app->commit);
-    snprintf(app->root_body, sizeof(app->root_body),
-             "{\"service\":\"shop\",\"version\":\"%s\"}", commit);
+    snprintf(app->root_body, sizeof(app->root_body), "{\"service\":\"shop\",\"version\":\"%s\"}",
+             commit);
     snprintf(app->version_body, sizeof(app->version_body), "{\"commit\":\"%s\"}", commit);
     if (shop_url_parse(upstream_url, &app->upstream) < 0) {
-        snprintf(err, errlen, "--upstream %s: not an http://host[:port]/path URL",
-                 upstream_url);
+        snprintf(err, errlen, "--upstream %s: not an http://host[:port]/path URL", upstream_url);
         return -1;
     }
     if (shop_db_init(db_path, err, errlen) < 0)
@@ -335,8 +330,7 @@ enum MHD_Result shop_routes_access_cb(void *cls, struct MHD_Connection *conn, co
     if (allow) {
         static const char body[] = "{\"error\":\"method_not_allowed\"}";
 
-        return reply_with(app, conn, MHD_HTTP_METHOD_NOT_ALLOWED, body, sizeof(body) - 1,
-                          allow);
+        return reply_with(app, conn, MHD_HTTP_METHOD_NOT_ALLOWED, body, sizeof(body) - 1, allow);
     }
     return reply_str(app, conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}");
 }

@@ -18,12 +18,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
-            failures++;                                                               \
-        }                                                                             \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static void test_url_parse(void)
@@ -86,10 +86,8 @@ static void test_response_parse(void)
     CHECK(status == 200 && len == 5 && memcmp(ok + off, "hello", 5) == 0);
     /* Incomplete: headers, then a short body. */
     CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", 0, &status, &off, &len) == 0);
-    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 0, &status, &off, &len) ==
-          0);
-    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 1, &status, &off, &len) ==
-          -1);
+    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 0, &status, &off, &len) == 0);
+    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 1, &status, &off, &len) == -1);
     /* No Content-Length: the body ends at EOF. */
     CHECK(parse("HTTP/1.0 503 Busy\r\n\r\nbusy", 0, &status, &off, &len) == 0);
     CHECK(parse("HTTP/1.0 503 Busy\r\n\r\nbusy", 1, &status, &off, &len) == 1);
@@ -99,12 +97,11 @@ static void test_response_parse(void)
     /* Refused shapes. */
     CHECK(parse("SSH-2.0-OpenSSH\r\n\r\n", 0, &status, &off, &len) == -1);
     CHECK(parse("HTTP/1.1 2x0 OK\r\n\r\n", 0, &status, &off, &len) == -1);
-    CHECK(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello", 0, &status,
-                &off, &len) == -1);
-    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, &status, &off, &len) ==
-          -1);
-    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", 0, &status,
-                &off, &len) == -1);
+    CHECK(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello", 0, &status, &off,
+                &len) == -1);
+    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, &status, &off, &len) == -1);
+    CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", 0, &status, &off,
+                &len) == -1);
     CHECK(parse("", 1, &status, &off, &len) == -1);
 }
 
@@ -128,18 +125,17 @@ static void test_faultlog_format(void)
     char line[SHOP_FAULTLOG_MAX], tiny[24];
     int n;
 
-    n = shop_faultlog_format(line, (int)sizeof(line), "FAULT_DB_TIMEOUT",
-                             "/test-fault/db-timeout", "statement_timeout", NULL, false);
+    n = shop_faultlog_format(line, (int)sizeof(line), "FAULT_DB_TIMEOUT", "/test-fault/db-timeout",
+                             "statement_timeout", NULL, false);
     CHECK(strcmp(line, "FAULT_DB_TIMEOUT route=/test-fault/db-timeout "
                        "reason=statement_timeout\n") == 0);
     CHECK(n == (int)strlen(line));
     shop_faultlog_format(line, (int)sizeof(line), "FAULT_EXTERNAL_API_LATENCY",
-                         "/test-fault/external-api", "external_timeout", "latency=0.501",
-                         true);
+                         "/test-fault/external-api", "external_timeout", "latency=0.501", true);
     CHECK(strcmp(line, "FAULT_EXTERNAL_API_LATENCY route=/test-fault/external-api "
                        "reason=external_timeout latency=0.501 verification=1\n") == 0);
-    n = shop_faultlog_format(tiny, (int)sizeof(tiny), "FAULT_CRASH", "/test-fault/crash",
-                             "abort", NULL, false);
+    n = shop_faultlog_format(tiny, (int)sizeof(tiny), "FAULT_CRASH", "/test-fault/crash", "abort",
+                             NULL, false);
     CHECK(n == (int)sizeof(tiny) - 1 && strcmp(tiny + n - 4, "...\n") == 0);
 }
 
@@ -158,8 +154,7 @@ static void test_db(void)
     CHECK(shop_db_init(path, err, sizeof(err)) == 0); /* seeding is idempotent */
     CHECK(shop_db_count_orders(path, &count, err, sizeof(err)) == 0);
     CHECK(count == 5);
-    CHECK(shop_db_count_orders("/nonexistent-dir/x.db", &count, err, sizeof(err)) ==
-          SHOP_DB_EOPEN);
+    CHECK(shop_db_count_orders("/nonexistent-dir/x.db", &count, err, sizeof(err)) == SHOP_DB_EOPEN);
     CHECK(strstr(err, "/nonexistent-dir/x.db") != NULL);
     unlink(path);
 }

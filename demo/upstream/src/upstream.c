@@ -140,8 +140,8 @@ static void sleep_ms(long ms)
 static enum MHD_Result reply(struct upstream *up, struct MHD_Connection *conn, int status,
                              const char *body, const char *allow)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
     enum MHD_Result ret;
 
     if (!resp)
@@ -172,9 +172,8 @@ static enum MHD_Result slow(struct upstream *up, struct MHD_Connection *conn)
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **req_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls)
 {
     struct upstream *up = cls;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -193,8 +192,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (strcmp(url, "/slow") != 0 && strcmp(url, "/health") != 0)
         return reply(up, conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
     if (!get)
-        return reply(up, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-                     "{\"error\":\"method_not_allowed\"}", "GET, HEAD");
+        return reply(up, conn, MHD_HTTP_METHOD_NOT_ALLOWED, "{\"error\":\"method_not_allowed\"}",
+                     "GET, HEAD");
     if (strcmp(url, "/slow") == 0)
         return slow(up, conn);
     return reply(up, conn, MHD_HTTP_OK, "{\"status\":\"ok\"}", NULL);
@@ -214,8 +213,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **req_cls,
 }
 
 /* libmicrohttpd's error messages, as single lines on stderr. */
-__attribute__((format(printf, 2, 0))) static void mhd_log_cb(void *cls, const char *fmt,
-                                                             va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     int n = snprintf(line, sizeof(line), "upstream: microhttpd: ");
@@ -240,8 +238,7 @@ int main(int argc, char **argv)
 {
     static struct upstream up; /* static: the daemon's threads use it until exit */
     struct options o = {"127.0.0.1", 8081, 2000, 0.0};
-    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE,
-                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
     struct addrinfo *addr = NULL;
     struct MHD_Daemon *d;
     const union MHD_DaemonInfo *info;
@@ -276,17 +273,13 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, &up,
-                         MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, NULL,
-                         MHD_OPTION_SOCK_ADDR, addr->ai_addr,
-                         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, &up,
-                         MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
-                         MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
-                         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-                         MHD_OPTION_END);
+    d = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_cb, &up, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, NULL,
+        MHD_OPTION_SOCK_ADDR, addr->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, &up,
+        MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!d) {
-        fprintf(stderr, "upstream: cannot listen on %s:%ld: %s\n", o.host, o.port,
-                strerror(errno));
+        fprintf(stderr, "upstream: cannot listen on %s:%ld: %s\n", o.host, o.port, strerror(errno));
         freeaddrinfo(addr);
         return 1;
     }
