@@ -19,6 +19,17 @@
 
 struct asr_proc;
 
+#define ASR_SPAWN_MAX_ARGS 256
+
+/*
+ * Makes every later child start as `EXE _exec PID -- argv...` (the asr binary itself; see
+ * cli/cmd_exec.c), which sets PR_SET_PDEATHSIG so the child is killed if asr dies, even by
+ * SIGKILL, and then execs argv. The daemon sets this; tests and one-shot commands do not. With a
+ * shim, a command that cannot be executed exits 127 with the reason on stderr, instead of
+ * failing in asr_proc_start. exe must outlive every child.
+ */
+void asr_spawn_set_shim(const char *exe);
+
 /* Called once per complete output line (without the newline; cut at 64 KiB with a marker).
  * stream is 1 for stdout, 2 for stderr. */
 typedef void (*asr_proc_line_cb)(struct asr_proc *p, int stream, const char *line, size_t len,

@@ -14,8 +14,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#define REQUEST_TIMEOUT_MS 10000 /* a client must send its request line within this */
+
 struct asr_control {
     uv_pipe_t pipe;
+    uv_timer_t sweep; /* closes connections that never sent a request */
+    struct asr_control_conn *conns;
+    int open_handles;
     uv_loop_t *loop;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     asr_control_handler handler;
@@ -29,6 +34,8 @@ struct asr_control_conn {
     bool dispatched;
     bool replied;
     bool gone; /* client closed or errored */
+    uint64_t accepted_at;
+    struct asr_control_conn *prev, *next;
 };
 
 struct wreq {
@@ -45,8 +52,30 @@ static void conn_closed_cb(uv_handle_t *h)
 
 static void conn_close(struct asr_control_conn *c)
 {
-    if (!uv_is_closing((uv_handle_t *)&c->pipe))
-        uv_close((uv_handle_t *)&c->pipe, conn_closed_cb);
+    if (uv_is_closing((uv_handle_t *)&c->pipe))
+        return;
+    if (c->ctl != NULL) {
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            c->ctl->conns = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+        c->ctl = NULL;
+    }
+    uv_close((uv_handle_t *)&c->pipe, conn_closed_cb);
+}
+
+static void sweep_cb(uv_timer_t *t)
+{
+    struct asr_control *ctl = t->data;
+    uint64_t now = uv_now(ctl->loop);
+    struct asr_control_conn *c = ctl->conns, *next;
+    for (; c != NULL; c = next) {
+        next = c->next;
+        if (!c->dispatched && now - c->accepted_at > REQUEST_TIMEOUT_MS)
+            conn_close(c);
+    }
 }
 
 static void write_cb(uv_write_t *req, int status)
@@ -160,6 +189,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     *nl = '\0';
     c->dispatched = true;
+    struct asr_control *ctl = c->ctl;
     json_error_t jerr;
     json_t *req = json_loads(c->in.data, 0, &jerr);
     if (req == NULL || !json_is_object(req)) {
@@ -169,7 +199,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         asr_control_reply_error(c, msg);
         return;
     }
-    c->ctl->handler(c, req, c->ctl->data);
+    ctl->handler(c, req, ctl->data);
     json_decref(req);
 }
 
@@ -182,6 +212,11 @@ static void accept_cb(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->ctl = ctl;
+    c->accepted_at = uv_now(ctl->loop);
+    c->next = ctl->conns;
+    if (ctl->conns != NULL)
+        ctl->conns->prev = c;
+    ctl->conns = c;
     asr_buf_init(&c->in, ASR_CONTROL_MAX_REQUEST);
     uv_pipe_init(ctl->loop, &c->pipe, 0);
     c->pipe.data = c;
@@ -219,6 +254,12 @@ int asr_control_listen(uv_loop_t *loop, const char *state_dir, asr_control_handl
     umask(old);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&ctl->pipe, 64, accept_cb);
+    if (rc == 0) {
+        uv_timer_init(loop, &ctl->sweep);
+        ctl->sweep.data = ctl;
+        uv_timer_start(&ctl->sweep, sweep_cb, 1000, 1000);
+        uv_unref((uv_handle_t *)&ctl->sweep);
+    }
     if (rc != 0) {
         uv_close((uv_handle_t *)&ctl->pipe, NULL);
         asr_err_set(err, ASR_EIO, "cannot listen on %s: %s", ctl->path, uv_strerror(rc));
@@ -234,7 +275,9 @@ int asr_control_listen(uv_loop_t *loop, const char *state_dir, asr_control_handl
 
 static void ctl_closed_cb(uv_handle_t *h)
 {
-    free(h->data);
+    struct asr_control *ctl = h->data;
+    if (--ctl->open_handles == 0)
+        free(ctl);
 }
 
 void asr_control_close(struct asr_control *ctl)
@@ -242,6 +285,12 @@ void asr_control_close(struct asr_control *ctl)
     if (ctl == NULL)
         return;
     unlink(ctl->path);
+    /* Connections still open (an idle client, a reply nobody reads) must not keep asr alive. */
+    while (ctl->conns != NULL)
+        conn_close(ctl->conns);
+    ctl->open_handles = 2;
+    ctl->sweep.data = ctl;
+    uv_close((uv_handle_t *)&ctl->sweep, ctl_closed_cb);
     uv_close((uv_handle_t *)&ctl->pipe, ctl_closed_cb);
 }
 

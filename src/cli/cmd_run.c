@@ -13,6 +13,7 @@
 #include "asr/config.h"
 #include "asr/fsutil.h"
 #include "asr/log.h"
+#include "asr/spawn.h"
 #include "asr/store.h"
 #include "asr/timeutil.h"
 #include "cli/cli.h"
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define MAX_SERVICES 64
@@ -37,8 +39,7 @@ static const char RUN_USAGE[] =
 struct daemon {
     uv_loop_t *loop;
     struct asr_config *cfg;
-    struct asr_config *retired[16]; /* configs still referenced by stopping services */
-    int nretired;
+    struct retired *retired; /* older configs still referenced by services being removed */
     char *state_dir;
     struct asr_store *store;
     struct asr_control *control;
@@ -191,15 +192,37 @@ static void request_stop(struct daemon *d, const char *why)
 /* ---- reload -----------------------------------------------------------------------------------
  */
 
+/* A replaced config that services being removed still point into; freed with the last. */
+struct retired {
+    struct asr_config *cfg;
+    int refs;
+    struct retired *next;
+};
+
 struct removal {
     struct daemon *d;
     struct asr_service *svc;
+    struct retired *cfg;
 };
+
+static void retired_release(struct daemon *d, struct retired *r)
+{
+    if (--r->refs > 0)
+        return;
+    for (struct retired **pp = &d->retired; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    asr_config_free(r->cfg);
+    free(r);
+}
 
 static void removed_service_stopped_cb(void *data)
 {
     struct removal *r = data;
     asr_service_destroy(r->svc);
+    retired_release(r->d, r->cfg);
     free(r);
 }
 
@@ -213,13 +236,17 @@ static void start_done_cb(int rc, const char *msg, json_t *result, void *data)
 
 /*
  * Applies a freshly loaded config. Everything that can be rejected is checked before anything
- * changes, so a rejected reload leaves the daemon exactly as it was.
+ * changes, so a rejected reload leaves the daemon exactly as it was. Returns 0, or ASR_ECONFIG
+ * with nothing changed, or ASR_EBUSY ("incomplete") when the new config is in force but a new
+ * service could not be created (its address taken, say); err then names it.
  */
 static int apply_config(struct daemon *d, struct asr_config *next, struct asr_err *err)
 {
     if (!d->state_dir_from_cli && strcmp(next->state_dir, d->cfg->state_dir) != 0)
         return asr_err_set(err, ASR_ECONFIG, "%s: state_dir cannot change while asr runs",
                            next->path);
+    if (next->nservices > MAX_SERVICES)
+        return asr_err_set(err, ASR_ECONFIG, "%s: more than %d services", next->path, MAX_SERVICES);
     for (size_t i = 0; i < next->nservices; i++) {
         const struct asr_service_cfg *n = &next->services[i];
         const struct asr_service_cfg *o = asr_config_service(d->cfg, n->name);
@@ -230,22 +257,42 @@ static int apply_config(struct daemon *d, struct asr_config *next, struct asr_er
                                "needs a restart of asr",
                                next->path, n->line, i, n->name);
     }
-    if (d->nretired >= (int)(sizeof(d->retired) / sizeof(d->retired[0])))
-        return asr_err_set(err, ASR_EBUSY, "too many reloads while services are stopping");
-    /* Removed services stop; they keep pointing into the old config, which is retired. */
-    for (int i = 0; i < d->nservices;) {
-        struct asr_service *svc = d->services[i];
-        if (asr_config_service(next, asr_service_name(svc)) != NULL) {
-            i++;
+    struct retired *old = calloc(1, sizeof(*old));
+    if (old == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "out of memory");
+    old->cfg = d->cfg;
+    old->refs = 1; /* held by this function until the end */
+    old->next = d->retired;
+    d->retired = old;
+    /* Removed services drain and stop; shutting down frees their listen addresses at once.
+     * Their bookkeeping is allocated first, so that nothing has changed if that fails. */
+    struct removal *removals[MAX_SERVICES] = {0};
+    for (int i = 0; i < d->nservices; i++) {
+        if (asr_config_service(next, asr_service_name(d->services[i])) != NULL)
             continue;
+        if ((removals[i] = malloc(sizeof(struct removal))) == NULL) {
+            for (int k = 0; k < i; k++)
+                free(removals[k]);
+            d->retired = old->next;
+            free(old);
+            return asr_err_set(err, ASR_ENOMEM, "out of memory");
         }
+    }
+    for (int i = d->nservices - 1; i >= 0; i--) {
+        struct asr_service *svc = d->services[i];
+        struct removal *r = removals[i];
+        if (r == NULL)
+            continue;
         asr_info("reload: removing service %s", asr_service_name(svc));
-        struct removal *r = malloc(sizeof(*r));
         r->d = d;
         r->svc = svc;
-        asr_service_shutdown(svc, removed_service_stopped_cb, r);
+        r->cfg = old;
+        old->refs++;
         d->services[i] = d->services[--d->nservices];
+        asr_service_shutdown(svc, removed_service_stopped_cb, r);
     }
+    d->cfg = next;
+    int rc = 0;
     for (size_t i = 0; i < next->nservices; i++) {
         const struct asr_service_cfg *n = &next->services[i];
         struct asr_service *svc = find_service(d, n->name);
@@ -253,22 +300,18 @@ static int apply_config(struct daemon *d, struct asr_config *next, struct asr_er
             asr_service_update_config(svc, n);
             continue;
         }
-        if (d->nservices >= MAX_SERVICES) {
-            asr_error("reload: too many services; '%s' not added", n->name);
-            continue;
-        }
         struct asr_err e2 = {0};
         if (asr_service_create(&d->ctx, n, &svc, &e2) != 0) {
-            asr_error("reload: cannot add service %s: %s", n->name, e2.msg);
+            rc =
+                asr_err_set(err, ASR_EBUSY, "service '%s' could not be added: %s", n->name, e2.msg);
             continue;
         }
         asr_info("reload: adding service %s", n->name);
         d->services[d->nservices++] = svc;
         asr_service_start(svc, start_done_cb, NULL);
     }
-    d->retired[d->nretired++] = d->cfg;
-    d->cfg = next;
-    return 0;
+    retired_release(d, old);
+    return rc;
 }
 
 static void reload(struct daemon *d)
@@ -278,6 +321,11 @@ static void reload(struct daemon *d)
     int rc = asr_config_load(d->cfg->path, &next, &err);
     if (rc == 0)
         rc = apply_config(d, next, &err);
+    if (rc == ASR_EBUSY) {
+        asr_error("config reloaded from %s, but incomplete: %s", d->cfg->path, err.msg);
+        asr_store_event_add(d->store, NULL, "daemon", "config.reload_incomplete", err.msg, NULL);
+        return;
+    }
     if (rc != 0) {
         asr_config_free(next);
         asr_error("config reload rejected, keeping the running config: %s", asr_err_msg(&err, rc));
@@ -302,6 +350,32 @@ static void signal_cb(uv_signal_t *h, int signum)
 
 /* ---- main -------------------------------------------------------------------------------------
  */
+
+/*
+ * Raises the soft descriptor limit to the hard one and shares it out: each proxied request may
+ * hold two descriptors (client and backend), and 256 stay free for slots, probes, builds, the
+ * store and the control socket, so a flood of connections cannot starve health checks.
+ */
+static size_t connection_cap(size_t nservices)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 256;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max > 1048576 ? 1048576 : rl.rlim_max;
+        if (want > rl.rlim_cur) {
+            rl.rlim_cur = want;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+    size_t n = nservices > 0 ? nservices : 1;
+    size_t fds = rl.rlim_cur > 512 ? (size_t)rl.rlim_cur - 256 : 256;
+    size_t cap = fds / (2 * n);
+    if (cap > 65536)
+        cap = 65536;
+    return cap < 16 ? 16 : cap;
+}
 
 static int lock_state_dir(struct daemon *d)
 {
@@ -383,10 +457,12 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     self[sl] = '\0';
+    asr_spawn_set_shim(self);
     d.ctx = (struct asr_runtime_ctx){.loop = d.loop,
                                      .store = d.store,
                                      .state_dir = d.state_dir,
                                      .self_exe = self,
+                                     .max_connections = connection_cap(d.cfg->nservices),
                                      .on_line = on_slot_line};
     for (size_t i = 0; i < d.cfg->nservices && i < MAX_SERVICES; i++) {
         struct asr_service *svc;
@@ -433,8 +509,12 @@ out_close:
     }
 out:
     asr_store_close(d.store);
-    for (int i = 0; i < d.nretired; i++)
-        asr_config_free(d.retired[i]);
+    while (d.retired != NULL) {
+        struct retired *r = d.retired;
+        d.retired = r->next;
+        asr_config_free(r->cfg);
+        free(r);
+    }
     asr_config_free(d.cfg);
     free(sd);
     if (d.lock_fd >= 0)

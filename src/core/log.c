@@ -1,6 +1,11 @@
 /*
  * log.c - levelled, timestamped log lines. One write(2) per line so lines from the daemon and
  * its children never interleave mid-line.
+ *
+ * The log must never block the event loop: when stderr is a pipe that nobody drains (a hung
+ * journald, a stopped `tee`), a line that does not fit is dropped and counted, and the next
+ * line that fits says how many were lost. Lines are at most 2 KiB, under the pipe's atomic
+ * write size, so a pipe that polls writable takes a whole line without blocking.
  */
 #include "asr/log.h"
 #include "asr/error.h"
@@ -9,10 +14,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 
 static enum asr_log_level current_level = ASR_LOG_INFO;
 static int log_fd = 2;
+static unsigned long dropped;
 
 void asr_log_set_level(enum asr_log_level level)
 {
@@ -65,6 +72,19 @@ void asr_log(enum asr_log_level level, const char *fmt, ...)
         n += 3;
     }
     line[n++] = '\n';
+    struct pollfd pfd = {.fd = log_fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT)) {
+        dropped++;
+        return;
+    }
+    if (dropped > 0) {
+        char note[96];
+        int k2 = snprintf(note, sizeof(note),
+                          "[asr: %lu log lines dropped: the log output was full]\n", dropped);
+        dropped = 0;
+        ssize_t w0 = write(log_fd, note, (size_t)k2);
+        (void)w0;
+    }
     ssize_t w = write(log_fd, line, n);
     (void)w;
 }

@@ -14,11 +14,20 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LINE_CAP (64 * 1024)
 #define CUT_MARKER " [asr: line cut at 64 KiB]"
+#define PIPES_LINGER_MS 1000 /* after the exit, how long leftovers may keep the pipes open */
 
 extern char **environ;
+
+static const char *shim_exe; /* see asr_spawn_set_shim */
+
+void asr_spawn_set_shim(const char *exe)
+{
+    shim_exe = exe;
+}
 
 struct stream {
     uv_pipe_t pipe;
@@ -206,6 +215,29 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     maybe_report_exit(p);
 }
 
+/*
+ * The process exited but something it started still holds its stdout or stderr: give the
+ * output a moment to finish, then kill the rest of the group and report the exit anyway.
+ * Without this, a build that leaves `sleep 120 &` behind would keep its step (and its timeout)
+ * waiting for two minutes.
+ */
+static void pipes_linger_cb(uv_timer_t *t)
+{
+    struct asr_proc *p = t->data;
+    kill(-p->process.pid, SIGKILL);
+    struct stream *ss[2] = {&p->out, &p->err};
+    for (int i = 0; i < 2; i++) {
+        if (!ss[i]->open)
+            continue;
+        uv_read_stop((uv_stream_t *)&ss[i]->pipe);
+        if (ss[i]->line.len > 0 && !ss[i]->skipping)
+            emit_line(ss[i], asr_buf_cstr(&ss[i]->line), ss[i]->line.len);
+        asr_buf_reset(&ss[i]->line);
+        ss[i]->open = false;
+    }
+    maybe_report_exit(p);
+}
+
 static void exit_cb(uv_process_t *proc, int64_t exit_status, int term_signal)
 {
     struct asr_proc *p = proc->data;
@@ -213,6 +245,8 @@ static void exit_cb(uv_process_t *proc, int64_t exit_status, int term_signal)
     p->exited = true;
     p->term_signal = term_signal;
     p->exit_status = term_signal ? 128 + term_signal : (int)exit_status;
+    if (p->out.open || p->err.open)
+        uv_timer_start(&p->timeout_timer, pipes_linger_cb, PIPES_LINGER_MS, 0);
     maybe_report_exit(p);
 }
 
@@ -275,8 +309,32 @@ int asr_proc_start(uv_loop_t *loop, const struct asr_proc_opts *opts, struct asr
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.exit_cb = exit_cb;
-    po.file = opts->argv[0];
-    po.args = (char **)opts->argv;
+    /* With a shim, the child is `SHIM _exec -- argv...`: it arranges to die with asr, then
+     * execs argv (see asr_spawn_set_shim). */
+    char *shimmed[ASR_SPAWN_MAX_ARGS + 4];
+    char ppid[24];
+    if (shim_exe != NULL) {
+        size_t n = 0;
+        while (opts->argv[n] != NULL && n < ASR_SPAWN_MAX_ARGS)
+            n++;
+        if (opts->argv[n] != NULL) {
+            p->freed = true;
+            close_all(p);
+            return asr_err_set(err, ASR_EINVAL, "spawn '%s': more than %d arguments", opts->argv[0],
+                               ASR_SPAWN_MAX_ARGS);
+        }
+        snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
+        shimmed[0] = (char *)shim_exe;
+        shimmed[1] = "_exec";
+        shimmed[2] = ppid;
+        shimmed[3] = "--";
+        memcpy(shimmed + 4, opts->argv, (n + 1) * sizeof(char *));
+        po.file = shim_exe;
+        po.args = shimmed;
+    } else {
+        po.file = opts->argv[0];
+        po.args = (char **)opts->argv;
+    }
     po.env = p->env;
     po.cwd = opts->cwd;
     po.flags = UV_PROCESS_DETACHED; /* setsid(): its own process group */

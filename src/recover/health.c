@@ -23,6 +23,7 @@ struct asr_probe {
     int open_handles;
     bool done;
     const char *fail_why; /* set when the failure was found before the loop ran */
+    bool local;           /* the failure is ours (no fd, no memory), not the service's */
 };
 
 static http_parser_settings settings;
@@ -108,7 +109,7 @@ static void connect_cb(uv_connect_t *req, int status)
 static void timeout_cb(uv_timer_t *t)
 {
     struct asr_probe *p = t->data;
-    finish(p, false, 0, p->fail_why ? p->fail_why : "timed out");
+    finish(p, false, p->local ? -1 : 0, p->fail_why ? p->fail_why : "timed out");
 }
 
 struct asr_probe *asr_probe_start(uv_loop_t *loop, const char *host, int port, const char *path,
@@ -143,6 +144,10 @@ struct asr_probe *asr_probe_start(uv_loop_t *loop, const char *host, int port, c
     if (rc != 0) {
         /* Report on the next loop turn, never from inside this call. */
         p->fail_why = "connect failed";
+        if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOMEM || rc == UV_ENOBUFS) {
+            p->local = true;
+            p->fail_why = "asr is out of file descriptors or memory";
+        }
         uv_timer_start(&p->timer, timeout_cb, 0, 0);
     }
     return p;

@@ -13,7 +13,9 @@
 
 struct asr_probe;
 
-/* ok: 2xx/3xx in time. status: HTTP status or 0. why: static text when not ok. */
+/* ok: 2xx/3xx in time. status: HTTP status, 0 when there was none, -1 when the probe could not
+ * even be sent for a reason of asr's own (out of descriptors): that says nothing about the
+ * service. why: static text when not ok. */
 typedef void (*asr_probe_cb)(bool ok, int status, const char *why, uint64_t latency_us, void *data);
 
 /*

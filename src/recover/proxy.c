@@ -21,7 +21,8 @@
 #define MAX_RETRIES 5
 #define RETRY_BASE_MS 10 /* 10, 20, 40, 80, 160 ms: a crashed slot is noticed meanwhile */
 #define WRITE_HIGH_WATER (1u << 20)
-#define HEADER_TIMEOUT_MS 30000
+#define HEADER_TIMEOUT_MS 30000 /* a whole request must arrive within this, from its first byte */
+#define LINGER_MS 10000         /* a closing connection gets this long to take our last bytes */
 
 enum client_state { C_READING, C_WAITING, C_RETRY, C_PROXYING, C_CLOSING };
 
@@ -75,7 +76,10 @@ struct client {
     size_t hdr_len;
     bool in_value;
     bool expect_continue;
-    struct client *prev, *next;           /* all clients */
+    bool too_large;             /* Content-Length over max_request: answer 413 at once */
+    bool half_closed;           /* the client shut down its side after sending its request */
+    uint64_t req_started;       /* loop time of the first byte of the current request, 0 if none */
+    struct client *prev, *next; /* all clients */
     struct client *wait_prev, *wait_next; /* clients waiting for a backend */
 };
 
@@ -90,7 +94,9 @@ struct asr_proxy {
     struct client *waiting_head, *waiting_tail;
     struct asr_proxy_stats stats;
     bool destroying;
+    bool listener_closing, listener_closed;
     bool unavailable; /* no backend is coming: answer 503 without waiting */
+    uint64_t last_reject_log;
 };
 
 struct wreq {
@@ -157,6 +163,8 @@ static void client_finish(struct client *c)
         return;
     c->state = C_CLOSING;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    /* A client that never reads would hold the connection open forever: bound the wait. */
+    uv_timer_start(&c->timer, timer_cb, LINGER_MS, 0);
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (req == NULL || uv_shutdown(req, (uv_stream_t *)&c->tcp, client_shutdown_cb) != 0) {
         free(req);
@@ -420,12 +428,13 @@ static void response_done(struct upstream *up)
     }
     backend_check_drained(b);
 
-    if (!client_continue) {
+    if (!client_continue || c->half_closed) {
         client_finish(c);
         return;
     }
     asr_buf_consume(&c->in, c->parsed);
     c->parsed = 0;
+    c->req_started = 0;
     c->req_complete = false;
     c->retries = 0;
     c->state = C_READING;
@@ -698,6 +707,7 @@ static int on_request_begin(http_parser *p)
     c->hdr_len = 0;
     c->in_value = false;
     c->expect_continue = false;
+    c->too_large = false;
     return 0;
 }
 
@@ -743,6 +753,10 @@ static int on_request_header_value(http_parser *p, const char *at, size_t len)
 static int on_request_headers_complete(http_parser *p)
 {
     struct client *c = p->data;
+    if (p->content_length != ULLONG_MAX && p->content_length > c->px->opts.max_request) {
+        c->too_large = true;
+        return 0;
+    }
     /* The proxy reads the whole body before forwarding, so it must invite the body itself. */
     bool body =
         (p->flags & F_CHUNKED) != 0 || (p->content_length > 0 && p->content_length != ULLONG_MAX);
@@ -784,6 +798,10 @@ static void client_process(struct client *c)
             client_reply_error(c, 501, "protocol upgrade is not supported by the asr proxy");
             return;
         }
+        if (c->too_large) {
+            client_reply_error(c, 413, "request too large");
+            return;
+        }
     }
     if (c->req_complete) {
         uv_timer_stop(&c->timer);
@@ -798,8 +816,16 @@ static void client_process(struct client *c)
         uv_read_start((uv_stream_t *)&c->tcp, up_alloc_cb, client_read_cb);
         c->reading = true;
     }
-    uint64_t idle = c->in.len == 0 ? (uint64_t)c->px->opts.client_idle_ms : HEADER_TIMEOUT_MS;
-    uv_timer_start(&c->timer, timer_cb, idle, 0);
+    /* Idle between requests: client_idle_ms. Inside a request: what is left of a fixed deadline
+     * from its first byte, so a client trickling a byte at a time cannot hold on forever. */
+    uint64_t now = uv_now(c->px->loop), wait = (uint64_t)c->px->opts.client_idle_ms;
+    if (c->in.len > 0) {
+        if (c->req_started == 0)
+            c->req_started = now;
+        uint64_t spent = now - c->req_started;
+        wait = spent < HEADER_TIMEOUT_MS ? HEADER_TIMEOUT_MS - spent : 0;
+    }
+    uv_timer_start(&c->timer, timer_cb, wait, 0);
 }
 
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -808,6 +834,16 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread < 0) {
+        if (nread == UV_EOF && c->state == C_PROXYING) {
+            /* Half-close after a request already sent: deliver the answer, then close. (A
+             * request still waiting for a backend is dropped instead, like HAProxy's
+             * abortonclose: nobody may be listening, and a recovering backend has better
+             * things to do.) */
+            c->half_closed = true;
+            uv_read_stop(s);
+            c->reading = false;
+            return;
+        }
         client_close(c);
         return;
     }
@@ -821,14 +857,44 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+static void reject_closed_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Accepts and closes at once: over the cap (or out of memory) the listener must keep going. */
+static void reject_connection(struct asr_proxy *px, uv_stream_t *server)
+{
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (t == NULL)
+        return;
+    uv_tcp_init(px->loop, t);
+    if (uv_accept(server, (uv_stream_t *)t) == 0)
+        px->stats.connections_rejected++;
+    uv_close((uv_handle_t *)t, reject_closed_cb);
+    uint64_t now = uv_now(px->loop);
+    if (now - px->last_reject_log >= 10000) {
+        px->last_reject_log = now;
+        asr_warn("proxy %s: %llu open connections, the cap: refusing new ones (%llu so far)",
+                 px->name, (unsigned long long)px->stats.connections_open,
+                 (unsigned long long)px->stats.connections_rejected);
+    }
+}
+
 static void accept_cb(uv_stream_t *server, int status)
 {
     struct asr_proxy *px = server->data;
     if (status != 0)
         return;
-    struct client *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (px->stats.connections_open >= px->opts.max_connections) {
+        reject_connection(px, server);
         return;
+    }
+    struct client *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        reject_connection(px, server);
+        return;
+    }
     c->px = px;
     uv_tcp_init(px->loop, &c->tcp);
     uv_timer_init(px->loop, &c->timer);
@@ -857,7 +923,18 @@ static void accept_cb(uv_stream_t *server, int status)
 
 static void listener_closed_cb(uv_handle_t *h)
 {
-    free(h->data);
+    struct asr_proxy *px = h->data;
+    px->listener_closed = true;
+    if (px->destroying)
+        free(px);
+}
+
+void asr_proxy_stop_listening(struct asr_proxy *px)
+{
+    if (px == NULL || px->listener_closing)
+        return;
+    px->listener_closing = true;
+    uv_close((uv_handle_t *)&px->listener, listener_closed_cb);
 }
 
 int asr_proxy_create(uv_loop_t *loop, const struct asr_proxy_opts *opts, struct asr_proxy **out,
@@ -887,6 +964,8 @@ int asr_proxy_create(uv_loop_t *loop, const struct asr_proxy_opts *opts, struct 
         px->opts.response_timeout_ms = 120000;
     if (px->opts.client_idle_ms <= 0)
         px->opts.client_idle_ms = 60000;
+    if (px->opts.max_connections == 0)
+        px->opts.max_connections = 1024;
     struct sockaddr_storage addr;
     if (uv_ip4_addr(opts->host, opts->port, (struct sockaddr_in *)&addr) != 0 &&
         uv_ip6_addr(opts->host, opts->port, (struct sockaddr_in6 *)&addr) != 0) {
@@ -899,6 +978,7 @@ int asr_proxy_create(uv_loop_t *loop, const struct asr_proxy_opts *opts, struct 
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&px->listener, 511, accept_cb);
     if (rc != 0) {
+        px->destroying = true;
         uv_close((uv_handle_t *)&px->listener, listener_closed_cb);
         return asr_err_set(err, ASR_ENET, "proxy: cannot listen on %s:%d: %s", opts->host,
                            opts->port, uv_strerror(rc));
@@ -933,7 +1013,12 @@ void asr_proxy_destroy(struct asr_proxy *px)
         b = next;
     }
     px->backends = NULL;
-    uv_close((uv_handle_t *)&px->listener, listener_closed_cb);
+    if (!px->listener_closing) {
+        px->listener_closing = true;
+        uv_close((uv_handle_t *)&px->listener, listener_closed_cb);
+    } else if (px->listener_closed) {
+        free(px);
+    }
 }
 
 void asr_proxy_get_stats(const struct asr_proxy *px, struct asr_proxy_stats *out)

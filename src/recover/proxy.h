@@ -39,6 +39,7 @@ struct asr_proxy_opts {
     int connect_timeout_ms;  /* backend connect; default 2000 */
     int response_timeout_ms; /* backend silence while a request is in flight; default 120000 */
     int client_idle_ms;      /* idle keep-alive client connection; default 60000 */
+    size_t max_connections;  /* open client connections; more are accepted and closed; 1024 */
     const char *name;        /* service name, for log lines */
 };
 
@@ -48,7 +49,8 @@ struct asr_proxy_stats {
     uint64_t requests_total;
     uint64_t responses_proxy_5xx; /* 502/503/504 that the proxy itself produced */
     uint64_t retries;
-    uint64_t bad_requests; /* 400/413/501 answered by the proxy */
+    uint64_t bad_requests;         /* 400/413/501 answered by the proxy */
+    uint64_t connections_rejected; /* closed at once: max_connections reached */
 };
 
 typedef void (*asr_backend_drained_cb)(struct asr_backend *b, void *data);
@@ -56,6 +58,8 @@ typedef void (*asr_backend_drained_cb)(struct asr_backend *b, void *data);
 /* Binds and listens. Returns ASR_ENET with err naming the address when it cannot. */
 int asr_proxy_create(uv_loop_t *loop, const struct asr_proxy_opts *opts, struct asr_proxy **out,
                      struct asr_err *err);
+/* Closes the listening socket (the address is free at once); open connections carry on. */
+void asr_proxy_stop_listening(struct asr_proxy *px);
 /* Closes the listener and every connection; requests in flight are cut. */
 void asr_proxy_destroy(struct asr_proxy *px);
 

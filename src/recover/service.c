@@ -48,6 +48,7 @@ struct slot {
     char commit[41];
     char *workdir;
     struct asr_backend *backend;
+    struct asr_backend *draining; /* the backend whose drain this slot waits for */
     uv_timer_t health_timer;
     uv_timer_t stop_timer; /* drain deadline */
     struct asr_probe *probe;
@@ -96,6 +97,7 @@ struct asr_service {
     struct deploy *deploy;
     uv_timer_t restart_timer;
     bool restart_pending;
+    int restart_slot; /* the slot restart_timer restarts */
     int crash_streak;
     uint64_t restart_log[RESTART_LOG];
     size_t restart_log_n;
@@ -253,6 +255,7 @@ static void slot_clear(struct slot *s)
         s->probe = NULL;
     }
     s->state = SLOT_EMPTY;
+    s->draining = NULL;
     s->pid = 0;
     s->port = 0;
     s->healthy = false;
@@ -268,7 +271,10 @@ static void slot_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out
     struct asr_service *svc = s->svc;
     asr_proc_free(p);
     s->proc = NULL;
-    bool expected = s->stop_requested;
+    /* A slot on its way out (draining, stopping, or asr shutting down) that exits by itself
+     * has done what we were about to ask: that is not a crash. */
+    bool expected = s->stop_requested || s->state == SLOT_DRAINING || s->state == SLOT_STOPPING ||
+                    svc->shutting_down;
     enum slot_state was = s->state;
     int pid = s->pid;
     slot_ready_cb ready = s->ready_cb;
@@ -312,6 +318,12 @@ static void probe_done_cb(bool ok, int status, const char *why, uint64_t latency
     struct asr_service *svc = s->svc;
     const struct asr_health_cfg *h = &svc->cfg->health;
     s->probe = NULL;
+    if (!ok && status < 0) {
+        /* asr itself could not probe (e.g. out of descriptors): no verdict on the service. */
+        asr_warn("%s: health probe of slot %s not sent: %s", svc->name, slot_names[s->idx], why);
+        slot_begin_probe(s, (uint64_t)h->interval_ms);
+        return;
+    }
     if (ok) {
         s->probes_ok++;
         s->ok_streak++;
@@ -435,10 +447,10 @@ static void slot_stop_now(struct slot *s)
 
 static void slot_drained_cb(struct asr_backend *b, void *data)
 {
-    (void)b;
     struct slot *s = data;
-    if (s->state != SLOT_DRAINING)
+    if (s->state != SLOT_DRAINING || s->draining != b)
         return;
+    s->draining = NULL;
     uv_timer_stop(&s->stop_timer);
     slot_stop_now(s);
 }
@@ -474,6 +486,7 @@ static void slot_stop(struct slot *s, slot_stopped_cb cb, void *data)
     s->state = SLOT_DRAINING;
     struct asr_backend *b = s->backend;
     s->backend = NULL;
+    s->draining = b;
     uv_timer_start(&s->stop_timer, drain_timeout_cb, (uint64_t)svc->cfg->deploy.drain_timeout_ms,
                    0);
     asr_proxy_backend_release(svc->proxy, b, slot_drained_cb, s);
@@ -500,7 +513,7 @@ static void restart_timer_cb(uv_timer_t *t)
     struct asr_service *svc = t->data;
     if (svc->shutting_down)
         return;
-    struct slot *s = &svc->slots[svc->active];
+    struct slot *s = &svc->slots[svc->restart_slot];
     if (s->state != SLOT_EMPTY) {
         /* The previous attempt is still being killed; try again shortly. */
         uv_timer_start(&svc->restart_timer, restart_timer_cb, SLOT_WAIT_POLL_MS, 0);
@@ -509,6 +522,9 @@ static void restart_timer_cb(uv_timer_t *t)
     svc->restart_pending = false;
     struct asr_err err = {0};
     svc->restarts_total++;
+    /* Whatever happens to this attempt, it has not been healthy yet: a failure to even spawn
+     * must count as part of a crash loop, not as a one-off crash. */
+    s->healthy_since_ms = 0;
     if (svc->restart_log_n < RESTART_LOG)
         svc->restart_log[svc->restart_log_n++] = now_ms();
     int rc = slot_start(s, s->release_id, s->commit, s->workdir, restart_ready_cb, &err);
@@ -569,10 +585,11 @@ static void handle_crash(struct asr_service *svc, struct slot *s, const char *wh
     svc->last_crash_ms = svc->last_recovered_ms >= svc->last_crash_ms ? now : svc->last_crash_ms;
     bool stable = s->healthy_since_ms != 0 && now - s->healthy_since_ms >= (uint64_t)r->stable_ms;
     svc->crash_streak = stable ? 0 : svc->crash_streak + 1;
-    if (restarts_in_window(svc) >= r->budget) {
+    int budget = r->budget < RESTART_LOG ? r->budget : RESTART_LOG;
+    if (restarts_in_window(svc) >= budget) {
         svc->failed = true;
         snprintf(svc->failed_reason, sizeof(svc->failed_reason),
-                 "%d restarts within %d ms; last: %s", r->budget, r->window_ms, why);
+                 "%d restarts within %d ms; last: %s", budget, r->window_ms, why);
         event(svc, "supervisor", "service.failed", "%s", svc->failed_reason);
         asr_proxy_set_unavailable(svc->proxy);
         return;
@@ -591,6 +608,7 @@ static void handle_crash(struct asr_service *svc, struct slot *s, const char *wh
     event(svc, "supervisor", "slot.restart_scheduled", "slot=%s in %llu ms (streak %d): %s",
           slot_names[s->idx], (unsigned long long)delay, svc->crash_streak, why);
     svc->restart_pending = true;
+    svc->restart_slot = s->idx;
     uv_timer_start(&svc->restart_timer, restart_timer_cb, delay, 0);
 }
 
@@ -653,6 +671,9 @@ static void deploy_switch(struct deploy *d)
     int old = svc->active;
     svc->active = s->idx;
     asr_proxy_set_active(svc->proxy, s->backend);
+    /* A restart that was pending for the slot being replaced is moot now. */
+    uv_timer_stop(&svc->restart_timer);
+    svc->restart_pending = false;
     svc->failed = false;
     svc->crash_streak = 0;
     svc->restart_log_n = 0;
@@ -743,7 +764,7 @@ static void wait_slot_cb(uv_timer_t *t)
     struct asr_service *svc = d->svc;
     int idx = svc->active < 0 ? 0 : 1 - svc->active;
     struct slot *s = &svc->slots[idx];
-    if (s->state == SLOT_EMPTY && !(svc->restart_pending && svc->active == idx)) {
+    if (s->state == SLOT_EMPTY && !(svc->restart_pending && svc->restart_slot == idx)) {
         uv_timer_stop(&d->timer);
         d->target = s;
         deploy_start_slot(d);
@@ -1099,8 +1120,10 @@ int asr_service_create(const struct asr_runtime_ctx *ctx, const struct asr_servi
     svc->active = -1;
     snprintf(svc->name, sizeof(svc->name), "%s", cfg->name);
     svc->repo_prefix = strdup("");
-    struct asr_proxy_opts po = {
-        .host = cfg->listen_host, .port = cfg->listen_port, .name = svc->name};
+    struct asr_proxy_opts po = {.host = cfg->listen_host,
+                                .port = cfg->listen_port,
+                                .name = svc->name,
+                                .max_connections = ctx->max_connections};
     int rc = asr_proxy_create(ctx->loop, &po, &svc->proxy, err);
     if (rc != 0) {
         free(svc->repo_prefix);
@@ -1141,7 +1164,8 @@ json_t *asr_service_status(const struct asr_service *svc)
     snprintf(listen, sizeof(listen), "%s:%d", svc->cfg->listen_host, svc->cfg->listen_port);
     json_object_set_new(o, "listen", json_string(listen));
     const struct slot *a = svc->active >= 0 ? &svc->slots[svc->active] : NULL;
-    const char *health = svc->failed                            ? "failed"
+    const char *health = svc->proxy == NULL                     ? "stopped"
+                         : svc->failed                          ? "failed"
                          : a == NULL                            ? "down"
                          : a->state == SLOT_READY && a->healthy ? "healthy"
                          : a->state == SLOT_STARTING            ? "starting"
@@ -1176,8 +1200,9 @@ json_t *asr_service_status(const struct asr_service *svc)
         json_object_set_new(
             o, "deploying",
             json_pack("{s:s, s:s}", "kind", svc->deploy->kind, "commit", svc->deploy->sha));
-    struct asr_proxy_stats ps;
-    asr_proxy_get_stats(svc->proxy, &ps);
+    struct asr_proxy_stats ps = {0};
+    if (svc->proxy != NULL) /* NULL once the service has stopped */
+        asr_proxy_get_stats(svc->proxy, &ps);
     json_object_set_new(
         o, "proxy",
         json_pack("{s:I, s:I, s:I, s:I, s:I}", "connections_open", (json_int_t)ps.connections_open,
@@ -1206,6 +1231,8 @@ void asr_service_shutdown(struct asr_service *svc, void (*cb)(void *data), void 
     svc->shutting_down = true;
     svc->shutdown_cb = cb;
     svc->shutdown_data = data;
+    /* Free the address now (a reload may give it to another service); open connections stay. */
+    asr_proxy_stop_listening(svc->proxy);
     uv_timer_stop(&svc->restart_timer);
     struct deploy *d = svc->deploy;
     if (d != NULL) {

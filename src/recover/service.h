@@ -30,7 +30,8 @@ struct asr_runtime_ctx {
     uv_loop_t *loop;
     struct asr_store *store;
     const char *state_dir;
-    const char *self_exe; /* the asr binary, run as `asr _git ...` for git work */
+    const char *self_exe;   /* the asr binary, run as `asr _git ...` for git work */
+    size_t max_connections; /* per service proxy; 0: the proxy's default */
     /* Called for every line a slot writes (stream 1 stdout, 2 stderr); may be NULL. */
     void (*on_line)(struct asr_service *svc, const char *slot, int stream, const char *line,
                     size_t len, void *data);

@@ -438,9 +438,7 @@ static void test_stop_after_leader_exited_reaches_group(void **state)
     }
     assert_true(pid_alive(grandchild));
     assert_false(r.exited); /* the pipes are still open */
-    /* BUG (src/core/spawn.c, asr_proc_signal/asr_proc_stop/asr_proc_free): they do nothing once
-     * the leader has been reaped (`!p->running`), so the group member holding the pipes is never
-     * signalled, on_exit never comes, and asr_proc_free leaves it running. */
+    /* (Was a bug: signals did nothing once the leader had been reaped.) */
     asr_proc_stop(p, 0);
     bool exited = run_until(&loop, &r.exited, 2000);
     /* A process closes its files before it becomes a zombie: give it a moment. */
@@ -457,6 +455,34 @@ static void test_stop_after_leader_exited_reaches_group(void **state)
     if (survived)
         fail_msg("asr_proc_stop after the leader exited: group member %d survived",
                  (int)grandchild);
+}
+
+static void test_leftover_child_does_not_hold_the_exit(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct result r = {.free_in_exit = true};
+    /* A build step that leaves a background process behind, holding the output pipes: the exit
+     * must still be reported (about a second later), and the leftover killed with its group. */
+    char *argv[] = {"sh", "-c", "sleep 30 & echo $!; exit 4", NULL};
+    struct asr_proc_opts o = {.kill_grace_ms = 500};
+    uint64_t t0 = asr_time_mono_ms();
+    start(&loop, &o, argv, &r);
+    assert_true(wait_lines(&loop, &r, 1, 4000));
+    pid_t leftover = (pid_t)strtol(r.lines[0], NULL, 10);
+    assert_true(leftover > 0);
+    bool exited = run_until(&loop, &r.exited, 4000);
+    uint64_t ms = asr_time_mono_ms() - t0;
+    bool gone = wait_gone(leftover, 1000);
+    if (!gone)
+        kill(leftover, SIGKILL);
+    finish_loop(&loop);
+    assert_true(exited);
+    assert_int_equal(r.status, 4);
+    assert_true(gone);
+    assert_true(ms >= 900 && ms < 3000);
+    result_free(&r);
 }
 
 static void test_free_running_process(void **state)
@@ -705,6 +731,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_timeout_escalates_to_sigkill),
         cmocka_unit_test(test_stop_kills_process_group),
         cmocka_unit_test(test_stop_after_leader_exited_reaches_group),
+        cmocka_unit_test(test_leftover_child_does_not_hold_the_exit),
         cmocka_unit_test(test_free_running_process),
         cmocka_unit_test(test_free_after_exit_outside_callback),
         cmocka_unit_test(test_lines_across_chunks),
