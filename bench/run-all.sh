@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # bench/run-all.sh - runs bench/cutover.sh, bench/crash.sh and bench/idle.sh one after the
 # other and summarises their RESULT lines. Exit status 1 if any of them failed.
+# First it installs what is missing of the benchmarks' packages (scripts/install-deps.sh --bench:
+# the build/test packages plus nginx-light and haproxy, the reference proxies of cutover.sh);
+# `make demo` and `make test` do not install those two.
 # Environment: ASR_BIN (default build/asr), BENCH_OUT (default bench/out); see README.md.
 
 set -uo pipefail
@@ -11,6 +14,9 @@ case $ASR_BIN in /*) ;; *) ASR_BIN=$REPO_ROOT/$ASR_BIN ;; esac
 export ASR_BIN
 export BENCH_OUT=${BENCH_OUT:-$BENCH_DIR/out}
 mkdir -p "$BENCH_OUT"
+if ! "$REPO_ROOT/scripts/install-deps.sh" --bench; then
+    echo "run-all: scripts/install-deps.sh --bench failed; going on (cutover.sh skips a reference proxy that is not installed)" >&2
+fi
 stamp=$(date +%Y%m%d-%H%M%S)
 summary="$BENCH_OUT/run-all-$stamp.txt"
 

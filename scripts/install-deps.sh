@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that asr needs to build, test and run its demo and benchmarks,
 # but only those that are missing, so a machine that has them all does not touch apt at all.
+#
+#   scripts/install-deps.sh           the packages for building, testing and the demo
+#   scripts/install-deps.sh --bench   those plus the reference proxies bench/cutover.sh compares
+#                                     asr's proxy with (bench/run-all.sh calls it this way)
 set -euo pipefail
 
 packages=(
@@ -10,6 +14,20 @@ packages=(
     clang libclang-rt-14-dev
     wrk supervisor bubblewrap
 )
+
+# Only for the benchmarks: bench/cutover.sh runs its own nginx and HAProxy (private configs, free
+# ports on 127.0.0.1, in the foreground); the system services these packages ship are not used.
+bench_packages=(
+    nginx-light haproxy
+)
+
+bench=0
+case ${1-} in
+    "") ;;
+    --bench) bench=1 ;;
+    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+esac
+[ "$bench" -eq 0 ] || packages+=("${bench_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -21,5 +39,18 @@ echo "asr: installing missing Debian packages: ${missing[*]}" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# Installing nginx-light or haproxy would start their system services (nginx on port 80); the
+# benchmark does not want them, so unless the machine already has a policy-rc.d, one that denies
+# every start (exit 101) is in place for the install and removed afterwards.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+remove_policy() { [ "$own_policy" -eq 0 ] || $sudo rm -f "$policy"; }
+if [ "$bench" -eq 1 ] && [ ! -e "$policy" ]; then
+    trap remove_policy EXIT
+    printf '#!/bin/sh\n# scripts/install-deps.sh --bench: no service starts during the install\nexit 101\n' |
+        $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    own_policy=1
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
