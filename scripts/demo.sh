@@ -66,7 +66,7 @@ t0=$(date +%s%N)
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:8080/test-fault/crash || true)
 until healthy; do sleep 0.005; done
 say "the crashing request got $code; the service answered 200 again $(ms_since "$t0") ms later"
-grep -E 'slot.(exited|recovered)' "$work/asr.log" | sed 's/^.*INFO  /     /' | tail -n 2
+grep -E 'slot.(exited|recovered)' "$work/asr.log" | sed -E 's/^.*(INFO |WARN )  /     /' | tail -n 2
 
 bold "5. Deploy a fix while clients keep calling: blue/green, no failed request"
 sed -i 's/"SELECT FROM orders"/"SELECT count(*) FROM orders"/' "$repo/app/src/db.c"

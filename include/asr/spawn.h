@@ -22,8 +22,8 @@ struct asr_proc;
 #define ASR_SPAWN_MAX_ARGS 256
 
 /*
- * Makes every later child start as `EXE _exec PID -- argv...` (the asr binary itself; see
- * cli/cmd_exec.c), which sets PR_SET_PDEATHSIG so the child is killed if asr dies, even by
+ * Makes every later child start as `EXE PID -- argv...` (the asr-exec binary; see
+ * cli/asr_exec.c), which sets PR_SET_PDEATHSIG so the child is killed if asr dies, even by
  * SIGKILL, and then execs argv. The daemon sets this; tests and one-shot commands do not. With a
  * shim, a command that cannot be executed exits 127 with the reason on stderr, instead of
  * failing in asr_proc_start. exe must outlive every child.

@@ -47,6 +47,5 @@ int cmd_deploy(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_git(int argc, char **argv);
-int cmd_exec(int argc, char **argv);
 
 #endif

@@ -457,7 +457,16 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     self[sl] = '\0';
-    asr_spawn_set_shim(self);
+    /* asr-exec lives next to asr (the build dir, or the install prefix's bin). */
+    char shim[4096 + 16];
+    char *slash = strrchr(self, '/');
+    snprintf(shim, sizeof(shim), "%.*s/asr-exec", slash ? (int)(slash - self) : 1,
+             slash ? self : ".");
+    if (access(shim, X_OK) != 0) {
+        cli_error("run", "cannot run %s (it is installed next to asr): %s", shim, strerror(errno));
+        goto out;
+    }
+    asr_spawn_set_shim(shim);
     d.ctx = (struct asr_runtime_ctx){.loop = d.loop,
                                      .store = d.store,
                                      .state_dir = d.state_dir,

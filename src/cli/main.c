@@ -28,7 +28,7 @@ static const struct {
 } commands[] = {
     {"run", cmd_run},           {"status", cmd_status}, {"deploy", cmd_deploy},
     {"rollback", cmd_rollback}, {"config", cmd_config}, {"_git", cmd_git},
-    {"_exec", cmd_exec},
+
 };
 
 int main(int argc, char **argv)

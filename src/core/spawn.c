@@ -309,7 +309,7 @@ int asr_proc_start(uv_loop_t *loop, const struct asr_proc_opts *opts, struct asr
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.exit_cb = exit_cb;
-    /* With a shim, the child is `SHIM _exec -- argv...`: it arranges to die with asr, then
+    /* With a shim, the child is `SHIM PPID -- argv...`: it arranges to die with asr, then
      * execs argv (see asr_spawn_set_shim). */
     char *shimmed[ASR_SPAWN_MAX_ARGS + 4];
     char ppid[24];
@@ -325,10 +325,9 @@ int asr_proc_start(uv_loop_t *loop, const struct asr_proc_opts *opts, struct asr
         }
         snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
         shimmed[0] = (char *)shim_exe;
-        shimmed[1] = "_exec";
-        shimmed[2] = ppid;
-        shimmed[3] = "--";
-        memcpy(shimmed + 4, opts->argv, (n + 1) * sizeof(char *));
+        shimmed[1] = ppid;
+        shimmed[2] = "--";
+        memcpy(shimmed + 3, opts->argv, (n + 1) * sizeof(char *));
         po.file = shim_exe;
         po.args = shimmed;
     } else {

@@ -959,7 +959,8 @@ int asr_proxy_create(uv_loop_t *loop, const struct asr_proxy_opts *opts, struct 
     if (px->opts.max_request == 0)
         px->opts.max_request = 8u << 20;
     if (px->opts.connect_timeout_ms <= 0)
-        px->opts.connect_timeout_ms = 2000;
+        px->opts.connect_timeout_ms =
+            300; /* slots are local: a lost SYN is retried, not waited 1 s */
     if (px->opts.response_timeout_ms <= 0)
         px->opts.response_timeout_ms = 120000;
     if (px->opts.client_idle_ms <= 0)

@@ -36,7 +36,7 @@ struct asr_proxy_opts {
     int port;
     int wait_ms;             /* how long a request waits for an active backend; default 5000 */
     size_t max_request;      /* cap on one request, head and body; default 8 MiB */
-    int connect_timeout_ms;  /* backend connect; default 2000 */
+    int connect_timeout_ms;  /* backend connect; default 300, then retried */
     int response_timeout_ms; /* backend silence while a request is in flight; default 120000 */
     int client_idle_ms;      /* idle keep-alive client connection; default 60000 */
     size_t max_connections;  /* open client connections; more are accepted and closed; 1024 */

@@ -133,7 +133,10 @@ static void event(struct asr_service *svc, const char *actor, const char *kind, 
     struct asr_err err = {0};
     if (asr_store_event_add(svc->ctx.store, svc->name, actor, kind, detail, &err) != 0)
         asr_warn("%s: cannot record event %s: %s", svc->name, kind, err.msg);
-    asr_info("%s: %s: %s", svc->name, kind, detail);
+    /* Events that need an operator's eye stand out in the log. */
+    bool bad = strstr(kind, "failed") != NULL || strstr(kind, "unhealthy") != NULL ||
+               strstr(kind, "exited") != NULL;
+    asr_log(bad ? ASR_LOG_WARN : ASR_LOG_INFO, "%s: %s: %s", svc->name, kind, detail);
 }
 
 /* Asks the kernel for a free port on loopback. */

@@ -41,7 +41,7 @@ stop_daemon || fail "daemon exit status"
 pass "stopped despite an idle control client"
 kill "$idle_client" 2>/dev/null || true
 
-# SIGKILL of asr: its services must not live on (PR_SET_PDEATHSIG through `asr _exec`).
+# SIGKILL of asr: its services must not live on (PR_SET_PDEATHSIG through asr-exec).
 start_daemon
 wait_for "shop healthy again" 20 healthy "$SHOP_PORT"
 shop_pid=$(status_field shop "s['pid']")
