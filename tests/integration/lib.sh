@@ -132,7 +132,8 @@ PY
 }
 
 # start_load PATH: sends GET PATH to the shop's proxy over one keep-alive connection, in a loop,
-# until stop_load, which prints "<ok> <failed>" (a failure is any non-200 or connection error).
+# until stop_load, which sets LOAD_OK and LOAD_FAILED (a failure is any non-200 or connection
+# error). Call stop_load directly, not in $(...): only this shell can wait for the loader.
 start_load() {
     rm -f "$WORK/load.txt" "$WORK/load.stop"
     python3 - "$SHOP_PORT" "$1" "$WORK/load" <<'PY' &
@@ -161,6 +162,6 @@ PY
 
 stop_load() {
     touch "$WORK/load.stop"
-    wait "$LOAD_PID"
-    cat "$WORK/load.txt"
+    wait "$LOAD_PID" || fail "the load generator failed"
+    read -r LOAD_OK LOAD_FAILED < "$WORK/load.txt" || fail "the load generator wrote no result"
 }

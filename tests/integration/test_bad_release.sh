@@ -22,7 +22,9 @@ if "$ASR_BIN" deploy shop --state-dir "$STATE" > "$WORK/deploy.txt" 2>&1; then
 fi
 grep -q "did not become healthy" "$WORK/deploy.txt" || fail "unclear deploy error: $(cat "$WORK/deploy.txt")"
 pass "deploy refused: $(tail -n 1 "$WORK/deploy.txt")"
-read -r ok bad_count <<< "$(stop_load)"
+stop_load
+ok=$LOAD_OK
+bad_count=$LOAD_FAILED
 [ "$ok" -gt 50 ] || fail "too few requests ($ok)"
 expect_eq "failed requests while the bad release was tried ($ok ok)" 0 "$bad_count"
 

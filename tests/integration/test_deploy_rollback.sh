@@ -44,7 +44,9 @@ if "$ASR_BIN" deploy shop --ref no-such-branch --state-dir "$STATE" 2> "$WORK/er
 grep -q "cannot resolve 'no-such-branch'" "$WORK/err.txt" || fail "unclear error: $(cat "$WORK/err.txt")"
 pass "unknown ref rejected: $(cat "$WORK/err.txt")"
 
-read -r ok bad <<< "$(stop_load)"
+stop_load
+ok=$LOAD_OK
+bad=$LOAD_FAILED
 [ "$ok" -gt 100 ] || fail "too few requests during the deploys ($ok)"
 expect_eq "failed requests during 4 cutovers ($ok ok)" 0 "$bad"
 expect_eq "deployments recorded" "start:succeeded deploy:succeeded deploy:succeeded rollback:succeeded deploy:succeeded" \
