@@ -31,7 +31,8 @@ test-asan: build-asan
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
-fuzz: deps
+fuzz:
+	@scripts/install-deps.sh --fuzz
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DASR_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
 

@@ -5,13 +5,13 @@
 #   scripts/install-deps.sh           the packages for building, testing and the demo
 #   scripts/install-deps.sh --bench   those plus the reference proxies bench/cutover.sh compares
 #                                     asr's proxy with (bench/run-all.sh calls it this way)
+#   scripts/install-deps.sh --fuzz    those plus clang and its runtimes for libFuzzer (make fuzz)
 set -euo pipefail
 
 packages=(
     build-essential cmake pkg-config git curl
     libuv1-dev libsqlite3-dev libyaml-dev libhttp-parser-dev libgit2-dev libjansson-dev
     libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev zlib1g-dev libpcre2-dev
-    clang libclang-rt-14-dev
     wrk supervisor bubblewrap
 )
 
@@ -21,11 +21,17 @@ bench_packages=(
     nginx-light haproxy
 )
 
+# Only for `make fuzz`: the test suite replays the fuzz corpora with the ordinary compiler.
+fuzz_packages=(
+    clang libclang-rt-14-dev
+)
+
 bench=0
 case ${1-} in
     "") ;;
     --bench) bench=1 ;;
-    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+    --fuzz) packages+=("${fuzz_packages[@]}") ;;
+    *) echo "usage: $0 [--bench|--fuzz]" >&2; exit 2 ;;
 esac
 [ "$bench" -eq 0 ] || packages+=("${bench_packages[@]}")
 
