@@ -231,6 +231,13 @@ static void progress(struct deploy *d, const char *fmt, ...)
         d->progress(msg, d->data);
 }
 
+/* SIGTERM to SIGKILL for a slot. The config allows 0 ("kill at once"), which spawn.c would read
+ * as "the default": 1 ms says what the operator meant. */
+static int stop_grace(const struct asr_service *svc)
+{
+    return svc->cfg->deploy.stop_grace_ms > 0 ? svc->cfg->deploy.stop_grace_ms : 1;
+}
+
 static uint64_t now_ms(void)
 {
     return asr_time_mono_ms();
@@ -402,7 +409,7 @@ static int slot_start(struct slot *s, int64_t release_id, const char *commit, co
     struct asr_proc_opts o = {.argv = argv,
                               .env_extra = env,
                               .cwd = workdir,
-                              .kill_grace_ms = svc->cfg->deploy.stop_grace_ms,
+                              .kill_grace_ms = stop_grace(svc),
                               .on_line = slot_line_cb,
                               .on_exit = slot_exit_cb,
                               .data = s};
@@ -445,7 +452,7 @@ static void slot_stop_now(struct slot *s)
     }
     s->state = SLOT_STOPPING;
     s->stop_requested = true;
-    asr_proc_stop(s->proc, s->svc->cfg->deploy.stop_grace_ms);
+    asr_proc_stop(s->proc, stop_grace(s->svc));
 }
 
 static void slot_drained_cb(struct asr_backend *b, void *data)
