@@ -47,5 +47,6 @@ int cmd_deploy(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_git(int argc, char **argv);
+int cmd_templates(int argc, char **argv);
 
 #endif

@@ -18,6 +18,8 @@ static const char USAGE[] =
     "  deploy SERVICE [--ref REV]         build, test and cut over to REV (default HEAD)\n"
     "  rollback SERVICE                   cut over to the last good release\n"
     "  config check -c FILE               validate a config file\n"
+    "  templates --format FMT [--mask RE]... LOGFILE\n"
+    "                                     mine log templates; CSV LineId,ClusterId,EventTemplate\n"
     "\n"
     "Commands find the daemon through its state dir: --state-dir DIR, or the state_dir of\n"
     "-c FILE, or $ASR_STATE_DIR, or ./.asr. Each command takes --help.\n";
@@ -27,7 +29,8 @@ static const struct {
     int (*fn)(int, char **);
 } commands[] = {
     {"run", cmd_run},           {"status", cmd_status}, {"deploy", cmd_deploy},
-    {"rollback", cmd_rollback}, {"config", cmd_config}, {"_git", cmd_git},
+    {"rollback", cmd_rollback}, {"config", cmd_config}, {"templates", cmd_templates},
+    {"_git", cmd_git},
 
 };
 
