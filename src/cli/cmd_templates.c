@@ -214,9 +214,9 @@ int cmd_templates(int argc, char **argv)
             sorted[nc++] = (struct tmpl_by_id){id, tmpl[id]};
     qsort(sorted, nc, sizeof(*sorted), cmp_tmpl);
     for (size_t i = 0; i < nc; i++)
-        canon[sorted[i].id] =
-            (i > 0 && strcmp(sorted[i].t, sorted[i - 1].t) == 0) ? canon[sorted[i - 1].id]
-                                                                 : sorted[i].id;
+        canon[sorted[i].id] = (i > 0 && strcmp(sorted[i].t, sorted[i - 1].t) == 0)
+                                  ? canon[sorted[i - 1].id]
+                                  : sorted[i].id;
 
     /* Phase 3: print. */
     fputs("LineId,ClusterId,EventTemplate\n", stdout);

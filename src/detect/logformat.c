@@ -67,8 +67,8 @@ int asr_logformat_create(const char *fmt, struct asr_logformat **out, struct asr
                 char ch = p[1 + i];
                 if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
                       (ch >= '0' && ch <= '9') || ch == '_')) {
-                    rc = asr_err_set(err, ASR_EPARSE, "format field <%.*s> is not a name",
-                                     (int)n, p + 1);
+                    rc = asr_err_set(err, ASR_EPARSE, "format field <%.*s> is not a name", (int)n,
+                                     p + 1);
                     goto out;
                 }
             }

@@ -34,8 +34,6 @@ int asr_masks_create(const char *const *regexes, size_t n, struct asr_masks **ou
 int asr_masks_apply(struct asr_masks *m, const char *s, size_t len, struct asr_buf *out);
 void asr_masks_destroy(struct asr_masks *m);
 
-
-
 /* Appends s (n bytes) to out as one CSV field, quoted per RFC 4180 when it holds a comma, a
  * double quote, CR or LF (quotes doubled). 0 or the asr_buf_append() error. */
 int asr_csv_field(struct asr_buf *out, const char *s, size_t n);

@@ -59,8 +59,8 @@ int asr_miner_create(const struct asr_miner_opts *opts, struct asr_miner **out)
         o = *opts;
     else
         asr_miner_opts_default(&o);
-    if (o.max_clusters == 0 || o.max_tokens == 0 || o.max_tokens > 65536 ||
-        o.max_token_len == 0 || !(o.sim_threshold >= 0.0 && o.sim_threshold <= 1.0))
+    if (o.max_clusters == 0 || o.max_tokens == 0 || o.max_tokens > 65536 || o.max_token_len == 0 ||
+        !(o.sim_threshold >= 0.0 && o.sim_threshold <= 1.0))
         return ASR_EINVAL;
     struct asr_miner *m = calloc(1, sizeof(*m));
     if (!m)
@@ -102,8 +102,14 @@ void asr_miner_destroy(struct asr_miner *m)
     free(m);
 }
 
-size_t asr_miner_count(const struct asr_miner *m) { return m->count; }
-uint64_t asr_miner_evicted(const struct asr_miner *m) { return m->evicted; }
+size_t asr_miner_count(const struct asr_miner *m)
+{
+    return m->count;
+}
+uint64_t asr_miner_evicted(const struct asr_miner *m)
+{
+    return m->evicted;
+}
 
 static inline bool is_space(unsigned char ch)
 {

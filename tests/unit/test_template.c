@@ -46,8 +46,9 @@ static void test_numbers_and_variables_masked(void **state)
     struct asr_miner *m = NULL;
     assert_int_equal(asr_miner_create(NULL, &m), 0);
     struct asr_match a;
-    add(m, "read 42 bytes from 10.0.0.1:80 at 0x1f blk_-123 /var/log/x "
-           "123e4567-e89b-12d3-a456-426614174000 deadbeefcafe ok",
+    add(m,
+        "read 42 bytes from 10.0.0.1:80 at 0x1f blk_-123 /var/log/x "
+        "123e4567-e89b-12d3-a456-426614174000 deadbeefcafe ok",
         &a);
     assert_string_equal(a.tmpl, "read <*> bytes from <*> at <*> <*> <*> <*> <*> ok");
     asr_miner_destroy(m);
