@@ -24,14 +24,6 @@ fi
 
 KILLS=${KILLS:-20}
 POLL="python3 $BENCH_DIR/crash_poll.py"
-SV_PID=""
-SV_CONF=""
-stop_supervisord() {
-    [ -n "$SV_PID" ] || return 0
-    timeout 10 supervisorctl -c "$SV_CONF" shutdown >/dev/null 2>&1 || true
-    stop_pid "$SV_PID" 150
-    SV_PID=""
-}
 EXTRA_CLEANUP=stop_supervisord
 
 bench_setup
@@ -56,33 +48,7 @@ $POLL asr "$KILLS" "$ASR_BIN" "$STATE" "$SHOP_PORT" >"$TMP/asr.ms"
 restarts1=$(asr_field shop restarts)
 
 # --- 3. supervisord ---------------------------------------------------------------------------
-SV_CONF="$TMP/sv/supervisord.conf"
-cat >"$SV_CONF" <<EOF
-[unix_http_server]
-file=$TMP/sv/supervisor.sock
-
-[supervisord]
-nodaemon=true
-pidfile=$TMP/sv/supervisord.pid
-logfile=$TMP/sv/supervisord.log
-childlogdir=$TMP/sv
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://$TMP/sv/supervisor.sock
-
-[program:shop]
-command=$TMP/shop --port $SV_PORT --db $TMP/sv/shop.db --upstream http://127.0.0.1:$UP_PORT/slow
-directory=$TMP/sv
-autostart=true
-autorestart=true
-stdout_logfile=$TMP/sv/shop.out
-stderr_logfile=$TMP/sv/shop.err
-EOF
-supervisord -c "$SV_CONF" >"$TMP/sv/supervisord.stdout" 2>&1 &
-SV_PID=$!
+start_supervisord
 log "supervisord (pid $SV_PID, $(supervisord --version)): $KILLS kills of shop on 127.0.0.1:$SV_PORT"
 $POLL supervisord "$KILLS" "$SV_CONF" "$SV_PORT" >"$TMP/sv.ms"
 cp "$TMP/sv/supervisord.log" "$BENCH_OUT/crash-$STAMP-supervisord.log"

@@ -18,15 +18,6 @@ BENCH_NAME=idle
 
 WINDOW=${WINDOW:-30}
 SETTLE=${SETTLE:-5}
-SV_PID=""
-SV_CONF=""
-stop_supervisord() {
-    [ -n "$SV_PID" ] || return 0
-    command -v supervisorctl >/dev/null &&
-        { timeout 10 supervisorctl -c "$SV_CONF" shutdown >/dev/null 2>&1 || true; }
-    stop_pid "$SV_PID" 150
-    SV_PID=""
-}
 EXTRA_CLEANUP=stop_supervisord
 
 bench_setup
@@ -36,34 +27,8 @@ asr_start
 if command -v supervisord >/dev/null; then
     read -r SV_PORT <<<"$($UTIL ports 1)"
     commit=$(asr_field shop commit)
-    mkdir -p "$TMP/sv"
     cp "$STATE/releases/shop/$commit/app/shop" "$TMP/shop"
-    SV_CONF="$TMP/sv/supervisord.conf"
-    cat >"$SV_CONF" <<EOF
-[unix_http_server]
-file=$TMP/sv/supervisor.sock
-
-[supervisord]
-nodaemon=true
-pidfile=$TMP/sv/supervisord.pid
-logfile=$TMP/sv/supervisord.log
-childlogdir=$TMP/sv
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://$TMP/sv/supervisor.sock
-
-[program:shop]
-command=$TMP/shop --port $SV_PORT --db $TMP/sv/shop.db --upstream http://127.0.0.1:$UP_PORT/slow
-directory=$TMP/sv
-autorestart=true
-stdout_logfile=$TMP/sv/shop.out
-stderr_logfile=$TMP/sv/shop.err
-EOF
-    supervisord -c "$SV_CONF" >"$TMP/sv/supervisord.stdout" 2>&1 &
-    SV_PID=$!
+    start_supervisord
     for ((i = 0; i < 100; i++)); do
         curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$SV_PORT/health" 2>/dev/null && break
         sleep 0.1

@@ -123,3 +123,48 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # CPU ticks (utime+stime, all threads, exited ones included) of a process.
 cpu_ticks() { $UTIL proc "$1" | cut -d' ' -f2; }
+
+# --- supervisord, the baseline that crash.sh and idle.sh measure asr against ----------------------
+# start_supervisord: a private supervisord (own socket, pid and log files under $TMP/sv, in the
+# foreground as our child) keeping $TMP/shop up on 127.0.0.1:$SV_PORT with autorestart=true.
+# Sets SV_PID and SV_CONF; stop_supervisord undoes it (safe to call twice, and from cleanup).
+SV_PID=""
+SV_CONF=""
+start_supervisord() {
+    mkdir -p "$TMP/sv"
+    SV_CONF="$TMP/sv/supervisord.conf"
+    cat >"$SV_CONF" <<EOF
+[unix_http_server]
+file=$TMP/sv/supervisor.sock
+
+[supervisord]
+nodaemon=true
+pidfile=$TMP/sv/supervisord.pid
+logfile=$TMP/sv/supervisord.log
+childlogdir=$TMP/sv
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://$TMP/sv/supervisor.sock
+
+[program:shop]
+command=$TMP/shop --port $SV_PORT --db $TMP/sv/shop.db --upstream http://127.0.0.1:$UP_PORT/slow
+directory=$TMP/sv
+autostart=true
+autorestart=true
+stdout_logfile=$TMP/sv/shop.out
+stderr_logfile=$TMP/sv/shop.err
+EOF
+    supervisord -c "$SV_CONF" >"$TMP/sv/supervisord.stdout" 2>&1 &
+    SV_PID=$!
+}
+
+stop_supervisord() {
+    [ -n "$SV_PID" ] || return 0
+    command -v supervisorctl >/dev/null &&
+        { timeout 10 supervisorctl -c "$SV_CONF" shutdown >/dev/null 2>&1 || true; }
+    stop_pid "$SV_PID" 150
+    SV_PID=""
+}
