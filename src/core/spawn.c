@@ -193,6 +193,16 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(slab);
 }
 
+/* Stops reading a stream for good, after passing on a final line that had no newline. */
+static void stream_finish(struct stream *s)
+{
+    if (s->line.len > 0 && !s->skipping)
+        emit_line(s, asr_buf_cstr(&s->line), s->line.len);
+    asr_buf_reset(&s->line);
+    uv_read_stop((uv_stream_t *)&s->pipe);
+    s->open = false;
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct stream *s = stream->data;
@@ -206,12 +216,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    /* EOF or error: flush a final partial line. */
-    if (s->line.len > 0 && !s->skipping)
-        emit_line(s, asr_buf_cstr(&s->line), s->line.len);
-    asr_buf_reset(&s->line);
-    uv_read_stop(stream);
-    s->open = false;
+    /* EOF or error. */
+    stream_finish(s);
     maybe_report_exit(p);
 }
 
@@ -225,16 +231,10 @@ static void pipes_linger_cb(uv_timer_t *t)
 {
     struct asr_proc *p = t->data;
     kill(-p->process.pid, SIGKILL);
-    struct stream *ss[2] = {&p->out, &p->err};
-    for (int i = 0; i < 2; i++) {
-        if (!ss[i]->open)
-            continue;
-        uv_read_stop((uv_stream_t *)&ss[i]->pipe);
-        if (ss[i]->line.len > 0 && !ss[i]->skipping)
-            emit_line(ss[i], asr_buf_cstr(&ss[i]->line), ss[i]->line.len);
-        asr_buf_reset(&ss[i]->line);
-        ss[i]->open = false;
-    }
+    if (p->out.open)
+        stream_finish(&p->out);
+    if (p->err.open)
+        stream_finish(&p->err);
     maybe_report_exit(p);
 }
 
