@@ -14,6 +14,13 @@ packages=(
     libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev zlib1g-dev libpcre2-dev
     wrk supervisor bubblewrap
 )
+# Signature matching uses Hyperscan's API (pkg-config libhs): Intel's Hyperscan on amd64, and its
+# portable fork Vectorscan, which Debian builds for the other architectures.
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+    packages+=(libhyperscan-dev)
+else
+    packages+=(libvectorscan-dev)
+fi
 
 # Only for the benchmarks: bench/cutover.sh runs its own nginx and HAProxy (private configs, free
 # ports on 127.0.0.1, in the foreground); the system services these packages ship are not used.
