@@ -76,6 +76,7 @@ struct asr_service_cfg {
     int listen_port;   /* 1..65535 */
     struct asr_health_cfg health;
     bool log_stdout, log_stderr; /* from `logs: [stdout, stderr]`, default both */
+    asr_argv log_files; /* `log_files:` absolute paths followed like `tail -F`; may be NULL */
     struct asr_signature_cfg *signatures;
     size_t nsignatures;
     struct asr_policy_cfg policy;
@@ -91,6 +92,18 @@ struct asr_llm_cfg {
     char *api_key_env; /* name of the environment variable holding the key; may be NULL */
 };
 
+/* How log lines become incidents (docs/detection.md); one section for all services. */
+struct asr_detection_cfg {
+    int context_before;      /* lines kept before a fault line, per source, default 20 */
+    int context_after;       /* lines collected after it from the same source, default 20 */
+    int context_wait_ms;     /* ... waiting at most this long, default 2000 */
+    int64_t cooldown_ms;     /* a resolved fingerprint does not reopen for this long, default 5m */
+    int64_t group_window_ms; /* a service's incidents within this window share a parent, 30s */
+    bool generic;            /* the built-in detectors for errors nobody configured, default true */
+    int rate_jump;           /* a known error template reopens when its rate is this many times
+                                its recent average (and at least rate_jump per 10 s), default 5 */
+};
+
 struct asr_config {
     char *path;      /* the file it was loaded from, as given */
     char *dir;       /* absolute directory of that file */
@@ -98,6 +111,7 @@ struct asr_config {
     char *log_level; /* "debug" | "info" | "warn" | "error", default "info" */
     char *playbooks; /* absolute directory, may be NULL */
     struct asr_llm_cfg llm;
+    struct asr_detection_cfg detection;
     struct asr_service_cfg *services;
     size_t nservices;
 };

@@ -47,9 +47,10 @@
 #define CFG_MAX_SERVICES 256
 #define CFG_MAX_SIGNATURES 1024
 #define CFG_MAX_LIST 1024
-#define CFG_MAX_FIELDS 32 /* most keys one schema table may have (size of walk_map's seen[]) */
-#define CFG_SHOW_CAP 168  /* room for an escaped 40-byte excerpt of a value (see show()) */
-#define CFG_PATH_CAP 808  /* room for an escaped 200-byte excerpt of a path */
+#define CFG_MAX_CONTEXT 1000 /* lines of context before or after a fault line */
+#define CFG_MAX_FIELDS 32    /* most keys one schema table may have (size of walk_map's seen[]) */
+#define CFG_SHOW_CAP 168     /* room for an escaped 40-byte excerpt of a value (see show()) */
+#define CFG_PATH_CAP 808     /* room for an escaped 200-byte excerpt of a path */
 
 enum cmd_kind { CMD_BUILD, CMD_TEST, CMD_START, CMD_COUNT };
 static const char *const cmd_keys[CMD_COUNT] = {"build", "test", "start"};
@@ -891,6 +892,44 @@ static int set_logs(struct ctx *c, const struct field *f, yaml_node_t *n, void *
     return 0;
 }
 
+/* log_files: [PATH, ...] - files followed like `tail -F`; relative paths are taken from the
+ * config's directory. A file need not exist yet: the service may create it later. */
+static int set_log_files(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+{
+    struct asr_service_cfg *svc = obj;
+    size_t cnt;
+    (void)f;
+    int rc = start_list(c, n, "a list of file paths", &svc->log_files, &cnt);
+    for (size_t i = 0; rc == 0 && i < cnt; i++) {
+        yaml_node_t *e;
+        const char *s;
+        if ((rc = get_node(c, n->data.sequence.items.start[i], line_of(n), &e)) != 0)
+            return rc;
+        size_t save = push(c, "[%zu]", i);
+        if ((rc = want_scalar(c, e, "a file path", &s)) != 0)
+            return rc;
+        if (s[0] == '\0')
+            return fail_type(c, e, "a non-empty file path");
+        if ((svc->log_files[i] = resolve(c, s)) == NULL)
+            return oom(c);
+        pop(c, save);
+    }
+    return rc;
+}
+
+/* true or false (YAML's other spellings of booleans are refused: one way to write it). */
+static int set_bool(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+{
+    const char *s;
+    int rc = want_scalar(c, n, "true or false", &s);
+    if (rc != 0)
+        return rc;
+    if (strcmp(s, "true") != 0 && strcmp(s, "false") != 0)
+        return fail_type(c, n, "true or false");
+    *AT(obj, f, bool) = strcmp(s, "true") == 0;
+    return 0;
+}
+
 /* A nested mapping filled by the schema in f->arg into obj + off. */
 static int set_map(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
 {
@@ -1139,6 +1178,7 @@ static const struct field service_fields[] = {
     {"listen", set_listen, true, 0, NULL, 0},
     F_SVC(health, set_map, false, &health_schema),
     {"logs", set_logs, false, 0, NULL, 0},
+    {"log_files", set_log_files, false, 0, NULL, 0},
     {"signatures", set_signatures, false, 0, NULL, 0},
     F_SVC(policy, set_map, false, &policy_schema),
     F_SVC(restart, set_map, false, &restart_schema),
@@ -1209,6 +1249,34 @@ static const struct field llm_fields[] = {
 };
 static const struct schema llm_schema = {llm_fields, NFIELDS(llm_fields), NULL};
 
+/* Bounds that keep the context windows' memory small whatever the file says. */
+static int detection_done(struct ctx *c, yaml_node_t *map, void *obj)
+{
+    const struct asr_detection_cfg *d = obj;
+    if (d->context_before > CFG_MAX_CONTEXT || d->context_after > CFG_MAX_CONTEXT)
+        return fail(c, line_of(map), "context_before and context_after are at most %d lines",
+                    CFG_MAX_CONTEXT);
+    if (d->context_wait_ms > 60000)
+        return fail(c, line_of(map), "context_wait_ms is at most 60000");
+    return 0;
+}
+
+#define F_DET(k, fn, m)                                                                            \
+    {                                                                                              \
+#k, fn, false, offsetof(struct asr_detection_cfg, k), NULL, m                              \
+    }
+static const struct field detection_fields[] = {
+    F_DET(context_before, set_int, 0),
+    F_DET(context_after, set_int, 0),
+    F_DET(context_wait_ms, set_int, 0),
+    F_DET(cooldown_ms, set_duration, 0),
+    F_DET(group_window_ms, set_duration, 0),
+    F_DET(generic, set_bool, 0),
+    F_DET(rate_jump, set_int, 2),
+};
+static const struct schema detection_schema = {detection_fields, NFIELDS(detection_fields),
+                                               detection_done};
+
 static int root_done(struct ctx *c, yaml_node_t *map, void *obj)
 {
     struct asr_config *cfg = obj;
@@ -1223,9 +1291,12 @@ static int root_done(struct ctx *c, yaml_node_t *map, void *obj)
 #k, fn, req, offsetof(struct asr_config, k), a, 0                                          \
     }
 static const struct field root_fields[] = {
-    F_ROOT(state_dir, set_path, false, NULL),   F_ROOT(log_level, set_enum, false, log_levels),
-    F_ROOT(services, set_services, true, NULL), F_ROOT(playbooks, set_path, false, NULL),
+    F_ROOT(state_dir, set_path, false, NULL),
+    F_ROOT(log_level, set_enum, false, log_levels),
+    F_ROOT(services, set_services, true, NULL),
+    F_ROOT(playbooks, set_path, false, NULL),
     F_ROOT(llm, set_map, false, &llm_schema),
+    F_ROOT(detection, set_map, false, &detection_schema),
 };
 static const struct schema root_schema = {root_fields, NFIELDS(root_fields), root_done};
 
@@ -1360,6 +1431,13 @@ int asr_config_parse(const char *name, const char *dir, const char *text, size_t
     if (cfg == NULL)
         return oom(&c);
     c.cfg = cfg;
+    cfg->detection = (struct asr_detection_cfg){.context_before = 20,
+                                                .context_after = 20,
+                                                .context_wait_ms = 2000,
+                                                .cooldown_ms = 300000,
+                                                .group_window_ms = 30000,
+                                                .generic = true,
+                                                .rate_jump = 5};
     if ((cfg->path = strdup(c.name)) == NULL || (cfg->dir = absolute_dir(dir, c.check)) == NULL ||
         (cfg->log_level = strdup("info")) == NULL || (cfg->llm.provider = strdup("none")) == NULL) {
         rc = oom(&c);
@@ -1473,6 +1551,7 @@ void asr_config_free(struct asr_config *cfg)
             argv_free(s->signatures[j].dedupe);
         }
         free(s->signatures);
+        argv_free(s->log_files);
         argv_free(s->policy.patch_paths);
         argv_free(s->policy.approval);
     }

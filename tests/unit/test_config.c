@@ -345,16 +345,16 @@ static void test_unknown_key(void **state)
     (void)state;
     EXPECT_ERR("services:\n" SVC "    bild: [make]\n",
                "t.yaml:6: services[0].bild: unknown key (expected one of: name, repo, build, test, "
-               "start, env, listen, health, logs, signatures, policy, restart, deploy)");
+               "start, env, listen, health, logs, log_files, signatures, policy, restart, deploy)");
     EXPECT_ERR("service:\n" SVC,
                "t.yaml:1: service: unknown key (expected one of: state_dir, log_level, services, "
-               "playbooks, llm)");
+               "playbooks, llm, detection)");
     EXPECT_ERR("services:\n" SVC "    health: {path: /h, rize: 2}\n",
                "t.yaml:6: services[0].health.rize: unknown key (expected one of: path, "
                "interval_ms, timeout_ms, rise, fall)");
     /* A hostile key is shown escaped and cut, never as a second line. */
     EXPECT_ERR("\"a\\nb\": 1\n", "t.yaml:1: a\\x0ab: unknown key (expected one of: state_dir, "
-                                 "log_level, services, playbooks, llm)");
+                                 "log_level, services, playbooks, llm, detection)");
 }
 
 static void test_wrong_type(void **state)
@@ -727,6 +727,42 @@ static void test_signatures(void **state)
               "signatures: [{id: X, pattern: a}]}\n");
 }
 
+/* The detection section and log_files: defaults, values, bounds. */
+static void test_detection(void **state)
+{
+    (void)state;
+    struct asr_config *cfg = parse_ok("services:\n" SVC);
+    assert_int_equal(cfg->detection.context_before, 20);
+    assert_int_equal(cfg->detection.context_after, 20);
+    assert_int_equal(cfg->detection.context_wait_ms, 2000);
+    assert_int_equal(cfg->detection.cooldown_ms, 300000);
+    assert_int_equal(cfg->detection.group_window_ms, 30000);
+    assert_true(cfg->detection.generic);
+    assert_int_equal(cfg->detection.rate_jump, 5);
+    assert_null(cfg->services[0].log_files);
+    asr_config_free(cfg);
+    cfg = parse_ok("detection: {context_before: 3, context_after: 0, cooldown_ms: 1m, generic: "
+                   "false, group_window_ms: 0s}\nservices:\n" SVC
+                   "    log_files: [shop.log, /var/log/x.log]\n");
+    assert_int_equal(cfg->detection.context_before, 3);
+    assert_int_equal(cfg->detection.context_after, 0);
+    assert_int_equal(cfg->detection.cooldown_ms, 60000);
+    assert_int_equal(cfg->detection.group_window_ms, 0);
+    assert_false(cfg->detection.generic);
+    assert_string_equal(cfg->services[0].log_files[0], "/srv/shop.log");
+    assert_string_equal(cfg->services[0].log_files[1], "/var/log/x.log");
+    assert_null(cfg->services[0].log_files[2]);
+    asr_config_free(cfg);
+    EXPECT_ERR("detection: {generic: yes}\nservices:\n" SVC,
+               "t.yaml:1: detection.generic: expected true or false, got 'yes'");
+    EXPECT_ERR("detection: {context_before: 5000}\nservices:\n" SVC,
+               "t.yaml:1: detection: context_before and context_after are at most 1000 lines");
+    EXPECT_ERR("detection: {rate_jump: 1}\nservices:\n" SVC,
+               "t.yaml:1: detection.rate_jump: expected a positive integer, got '1'");
+    EXPECT_ERR("services:\n" SVC "    log_files: ['']\n",
+               "t.yaml:6: services[0].log_files[0]: expected a non-empty file path, got ''");
+}
+
 static void test_policy(void **state)
 {
     (void)state;
@@ -765,7 +801,7 @@ static void test_alias_rejected(void **state)
                                "are rejected; write the value out)");
     /* An empty key is shown as '' rather than as the top level. */
     EXPECT_ERR("\"\": 1\n", "t.yaml:1: '': unknown key (expected one of: state_dir, log_level, "
-                            "services, playbooks, llm)");
+                            "services, playbooks, llm, detection)");
 }
 
 static void test_deep_nesting_rejected(void **state)
@@ -849,6 +885,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_argv),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_signatures),
+        cmocka_unit_test(test_detection),
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_alias_rejected),
         cmocka_unit_test(test_deep_nesting_rejected),
