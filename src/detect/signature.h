@@ -7,16 +7,24 @@
  * compiled into one Hyperscan block-mode database, so a line is scanned once however many
  * signatures there are; only on the rare lines that match does PCRE2 (JIT) run the matching
  * pattern again to extract its named captures. A pattern Hyperscan cannot compile exactly (a
- * back-reference, a lookaround) is compiled in Hyperscan's prefilter mode and confirmed by PCRE2,
- * so every PCRE2 pattern works and the one-pass scan stays.
+ * back-reference, a lookaround, an atomic group) is compiled in Hyperscan's prefilter mode and
+ * confirmed by PCRE2, so the one-pass scan stays. The few PCRE2 constructs that Hyperscan cannot
+ * take even as a prefilter (\K, subroutine calls, conditionals, backtracking control verbs,
+ * bounded repeats above about 32k) make asr_sigset_create() fail with Hyperscan's reason: such a
+ * signature would otherwise need PCRE2 on every line, and that cost should be visible, not silent.
+ * Both engines run in UTF-8 mode (`.` is one character; \w, \d, \s are ASCII as in PCRE2's
+ * default). Patterns are capped at 4096 bytes.
  *
- * Generic detectors (kind, severity), matched as whole words where that makes sense:
- *   "fatal"     FATAL, panic:, "Segmentation fault", SIGSEGV, "core dumped"       critical
- *   "oom"       "out of memory", "Out of memory", OutOfMemoryError, "Cannot allocate memory"
- *                                                                                critical
- *   "error"     ERROR, CRITICAL, SEVERE, FAILURE, Traceback (most recent call last), *Exception,
- *               assertion failures ("Assertion `...' failed", "assertion failed", AssertionError)
- *                                                                                error
+ * Generic detectors (kind, severity), matched as whole words where that makes sense (the table
+ * in signature.c says exactly what is and is not a hit; "ERRORS_TOTAL=0", "ERROR=0",
+ * "0 errors", "NON-FATAL" are not):
+ *   "fatal"     FATAL, panic:, "fatal error:", "panicked at", "Segmentation fault", SIGSEGV,
+ *               "core dumped", level=fatal|panic (logfmt, JSON)                    critical
+ *   "oom"       "out of memory" (any case), OutOfMemoryError, "Cannot allocate memory",
+ *               MemoryError, std::bad_alloc, oom-kill, OOMKilled                   critical
+ *   "error"     ERROR, CRITICAL, SEVERE, FAILURE, level=error|err|critical (logfmt, JSON),
+ *               Traceback (most recent call last), *Exception, assertion failures
+ *               ("Assertion `...' failed", "assertion failed", AssertionError)    error
  */
 #ifndef ASR_DETECT_SIGNATURE_H
 #define ASR_DETECT_SIGNATURE_H
@@ -33,7 +41,8 @@ struct asr_sigset;
 
 struct asr_sig_capture {
     const char *name;  /* the group's name, owned by the sigset */
-    const char *value; /* points into the scanned line; not NUL-terminated */
+    const char *value; /* points into the scanned line (into the set's repaired copy of it if
+                          the line was not valid UTF-8); not NUL-terminated */
     size_t len;
 };
 
@@ -57,8 +66,8 @@ typedef bool (*asr_sig_hit_cb)(void *data, const struct asr_sig_hit *hit);
 /*
  * Compiles n signatures (may be 0) plus, with ASR_SIGSET_GENERIC, the generic detectors.
  * Checks that each dedupe name is a named group of its pattern. On failure returns ASR_ECONFIG
- * (or ASR_ENOMEM) and err names the signature and the reason, e.g.
- * "signature FAULT_X (line 23): pattern: missing closing parenthesis at offset 7" or
+ * (or ASR_ENOMEM, or ASR_EINVAL for a NULL id or pattern) and err names the signature and the
+ * reason, e.g. "signature FAULT_X (line 23): pattern: missing closing parenthesis at offset 7" or
  * "signature FAULT_X (line 23): dedupe field 'route' is not a named group of the pattern".
  */
 int asr_sigset_create(const struct asr_signature_cfg *sigs, size_t n, unsigned flags,
@@ -67,7 +76,9 @@ int asr_sigset_create(const struct asr_signature_cfg *sigs, size_t n, unsigned f
 /*
  * Scans one line. Calls cb for each matching signature: configured ones first, in config order,
  * then generic ones in table order, each at most once. Returns the number of hits reported, or
- * a negative ASR_E* code (ASR_ENOMEM, or ASR_EIO if the engine failed). Not thread-safe: a sigset
+ * a negative ASR_E* code (ASR_ENOMEM, ASR_ETOOBIG for a line of 4 GiB or more, or ASR_EIO if the
+ * engine failed). A line that is not valid UTF-8 (the framer guarantees it is) is scanned as the
+ * framer would have repaired it, each bad byte replaced by U+FFFD. Not thread-safe: a sigset
  * owns one scratch space.
  */
 int asr_sigset_scan(struct asr_sigset *s, const char *line, size_t len, asr_sig_hit_cb cb,
