@@ -6,13 +6,23 @@
  * The incident layer uses the id as the fingerprint of errors nobody configured; `asr templates`
  * prints the ids and templates for a whole file (src/cli/cmd_templates.c).
  *
- * Algorithm: tokenise on whitespace; mask variable tokens (anything with a digit, long hex,
- * absolute paths, `<*>` from preprocessing) before clustering; route by token count and first
- * token as Drain with depth 4 does; join the most similar cluster of the route if Drain's
- * similarity reaches the threshold, else start a new cluster; positions that differ become `<*>`.
+ * Algorithm (Drain with depth 4, refined; bench/templates.md has the measurements):
+ * - Tokenise on whitespace. Each token is split at delimiters (= , ; ( ) [ ] { } < > ' " : |)
+ *   into pieces; a piece is a variable when an alphanumeric run in it starts with a digit
+ *   (42, 10.0.0.1, 0x1f, blk_-123), when it is an absolute path or long hex, or when it is `<*>`
+ *   from a preprocessing mask. Variable pieces become `<*>`, so `ambient=30` has the shape
+ *   `ambient=<*>` and `(10.0.0.1:80),` the shape `(<*>:<*>),`; a token that is all variable is
+ *   `<*>`. Tokens are compared by the 64-bit hash of their shape.
+ * - Route by token count and first token (only a plain word gets a route of its own; a word with
+ *   no match there may still join a cluster that starts with a variable).
+ * - Join the most similar cluster of the route if Drain's similarity (agreeing constant
+ *   positions / length) reaches the threshold, except that a cluster holding a different plain
+ *   word (no digit) in some position is never joined: `Link ok` and `Link error` stay apart.
+ * - Where a joined template and the message differ, the position becomes `<*>`, keeping the
+ *   delimiters both share at the front and back (`[node_A8]` + `[node_B8]` -> `[<*>]`).
  * Memory is bounded: at most max_clusters clusters (least recently used is evicted), at most
  * max_tokens tokens per message (the rest folds into one `<*>`), tokens longer than
- * max_token_len are variables. Tokens are compared by 64-bit hash.
+ * max_token_len are variables.
  */
 #ifndef ASR_DETECT_TEMPLATE_H
 #define ASR_DETECT_TEMPLATE_H
@@ -50,6 +60,23 @@ int asr_miner_add(struct asr_miner *m, const char *msg, size_t len, struct asr_m
 /* Number of clusters held now, and evicted so far. */
 size_t asr_miner_count(const struct asr_miner *m);
 uint64_t asr_miner_evicted(const struct asr_miner *m);
+/* Restores a cluster saved earlier: its id and template (tokens separated by single spaces,
+ * "<*>" for variables), as reported by asr_miner_foreach(), so that a fingerprint survives a
+ * restart. Call before the first asr_miner_add(). A cluster's matching state is a function of its
+ * template alone, so a later message that the cluster would have absorbed before the save joins
+ * it again with the same id; new clusters get ids above every restored id. Restoring past
+ * max_clusters evicts the least recently restored cluster. The template is copied; the restored
+ * cluster's count starts at 0 (callers that need counts across restarts keep them with the id).
+ * 0, ASR_EINVAL (id 0, id already used, empty template, more than max_tokens tokens, a NUL byte)
+ * or ASR_ENOMEM. */
+int asr_miner_restore(struct asr_miner *m, uint64_t id, const char *tmpl, size_t len);
+/* Calls cb for every cluster held, in id order, with its template (NUL-terminated, owned by the
+ * miner, valid during the call) and the number of messages it has absorbed since it was created
+ * or restored. cb must not change the miner. */
+void asr_miner_foreach(const struct asr_miner *m,
+                       void (*cb)(void *data, uint64_t id, const char *tmpl, size_t len,
+                                  uint64_t count),
+                       void *data);
 /* Frees the miner; accepts NULL. */
 void asr_miner_destroy(struct asr_miner *m);
 

@@ -50,7 +50,12 @@ static void test_numbers_and_variables_masked(void **state)
         "read 42 bytes from 10.0.0.1:80 at 0x1f blk_-123 /var/log/x "
         "123e4567-e89b-12d3-a456-426614174000 deadbeefcafe ok",
         &a);
-    assert_string_equal(a.tmpl, "read <*> bytes from <*> at <*> <*> <*> <*> <*> ok");
+    assert_string_equal(a.tmpl, "read <*> bytes from <*>:<*> at <*> <*> <*> <*> <*> ok");
+    /* Only the variable part of a token goes: key=value, brackets, trailing punctuation. Names
+     * with a digit inside (eth1, Slf4jLogger) are kept. */
+    add(m, "ambient=30 (TID 12). [ib_sm.c:1831]: eth1 Slf4jLogger took 5ms, v<*>x", &a);
+    assert_string_equal(a.tmpl,
+                        "ambient=<*> (TID <*>). [ib_sm.c:<*>]: eth1 Slf4jLogger took <*>, v<*>x");
     asr_miner_destroy(m);
 }
 
@@ -71,7 +76,7 @@ static void test_differing_constants_split(void **state)
 static void test_stable_ids(void **state)
 {
     (void)state;
-    const char *lines[] = {"a b c", "x y", "a b d", "q r s t", "x z", "a b c"};
+    const char *lines[] = {"a b c", "x y", "a b 7", "q r s t", "x z", "a b c"};
     uint64_t first[6];
     for (int run = 0; run < 2; run++) {
         struct asr_miner *m = NULL;
@@ -95,11 +100,172 @@ static void test_template_evolves(void **state)
     struct asr_miner *m = NULL;
     assert_int_equal(asr_miner_create(NULL, &m), 0);
     struct asr_match a, b;
-    add(m, "user alice logged in", &a);
-    add(m, "user bob logged in", &b);
+    add(m, "user u1001 logged in", &a);
+    add(m, "user u1002 logged in", &b);
     assert_int_equal(a.cluster_id, b.cluster_id);
     assert_true(b.changed);
     assert_string_equal(b.tmpl, "user <*> logged in");
+    /* Delimiters both tokens share at the front and back stay in the template. */
+    add(m, "link [node_A8] up", &a);
+    add(m, "link [node_B8] up", &b);
+    assert_int_equal(a.cluster_id, b.cluster_id);
+    assert_string_equal(b.tmpl, "link [<*>] up");
+    add(m, "set key=x1 now", &a);
+    add(m, "set key=y2 now", &b);
+    assert_string_equal(b.tmpl, "set key=<*> now");
+    asr_miner_destroy(m);
+}
+
+/* Two different plain words in one position are two events, however similar the rest is. */
+static void test_words_keep_events_apart(void **state)
+{
+    (void)state;
+    struct asr_miner *m = NULL;
+    assert_int_equal(asr_miner_create(NULL, &m), 0);
+    assert_int_not_equal(add(m, "Link ok", NULL), add(m, "Link error", NULL));
+    uint64_t a = add(m, "Block 7 stored as bytes in memory (estimated size 12, free 99)", NULL);
+    uint64_t b = add(m, "Block 8 stored as values in memory (estimated size 13, free 98)", NULL);
+    assert_int_not_equal(a, b);
+    assert_int_equal(add(m, "Block 9 stored as bytes in memory (estimated size 1, free 9)", NULL),
+                     a);
+    /* A word and a variable in one position do join, as in Drain. */
+    uint64_t c = add(m, "session closed for user root", NULL);
+    assert_int_equal(add(m, "session closed for user 1000", NULL), c);
+    asr_miner_destroy(m);
+}
+
+/* What asr_miner_foreach() reported: up to 64 clusters. */
+struct saved {
+    size_t n;
+    uint64_t id[64], count[64];
+    char tmpl[64][128];
+};
+
+static void save_cb(void *data, uint64_t id, const char *tmpl, size_t len, uint64_t count)
+{
+    struct saved *sv = data;
+    assert_true(sv->n < 64);
+    assert_true(len < sizeof(sv->tmpl[0]));
+    assert_int_equal(strlen(tmpl), len);
+    if (sv->n > 0)
+        assert_true(sv->id[sv->n - 1] < id); /* id order */
+    sv->id[sv->n] = id;
+    sv->count[sv->n] = count;
+    memcpy(sv->tmpl[sv->n], tmpl, len + 1);
+    sv->n++;
+}
+
+static const char *const persist_lines[] = {
+    "user u1001 logged in from 10.0.0.1:22",
+    "user u1002 logged in from 10.0.0.2:22",
+    "link [node_A8] up",
+    "link [node_B8] up",
+    "Link ok",
+    "Link error",
+    "ambient=30 sensor 4",
+    "ambient=31 sensor 5",
+    "connection closed",
+    "7 blocks written to /var/x",
+    "8 blocks written to /var/y",
+    "Times: total = 41, boot = 3, init = 9, finish = 20",
+    "Times: total = 40, boot = 2, init = 8, finish = 21",
+};
+#define NPERSIST (sizeof(persist_lines) / sizeof(persist_lines[0]))
+
+/* Save every cluster, restore them into a fresh miner: the same lines get the same ids, the
+ * templates and counts carry over, and a new message gets an id above every restored one. */
+static void test_restore_same_ids(void **state)
+{
+    (void)state;
+    struct asr_miner *m = NULL, *r = NULL;
+    assert_int_equal(asr_miner_create(NULL, &m), 0);
+    uint64_t ids[NPERSIST];
+    for (size_t i = 0; i < NPERSIST; i++)
+        ids[i] = add(m, persist_lines[i], NULL);
+    /* Feeding the lines again settles every template (no cluster changes after this). */
+    for (size_t i = 0; i < NPERSIST; i++)
+        assert_int_equal(add(m, persist_lines[i], NULL), ids[i]);
+    static struct saved sv;
+    memset(&sv, 0, sizeof(sv));
+    asr_miner_foreach(m, save_cb, &sv);
+    assert_int_equal(sv.n, asr_miner_count(m));
+    uint64_t total = 0, max_id = 0;
+    for (size_t i = 0; i < sv.n; i++) {
+        total += sv.count[i];
+        max_id = sv.id[i] > max_id ? sv.id[i] : max_id;
+    }
+    assert_int_equal(total, 2 * NPERSIST);
+
+    assert_int_equal(asr_miner_create(NULL, &r), 0);
+    /* Restore in reverse order: the order must not matter. */
+    for (size_t i = sv.n; i-- > 0;)
+        assert_int_equal(asr_miner_restore(r, sv.id[i], sv.tmpl[i], strlen(sv.tmpl[i])), 0);
+    assert_int_equal(asr_miner_count(r), sv.n);
+    for (size_t i = 0; i < NPERSIST; i++) {
+        struct asr_match mt;
+        assert_int_equal(add(r, persist_lines[i], &mt), ids[i]);
+        assert_false(mt.created);
+        assert_false(mt.changed);
+    }
+    assert_int_equal(asr_miner_count(r), sv.n);
+    struct asr_match mt;
+    add(r, "a brand new message", &mt);
+    assert_true(mt.created);
+    assert_true(mt.cluster_id > max_id);
+    /* Counts start again at restore. */
+    static struct saved sv2;
+    memset(&sv2, 0, sizeof(sv2));
+    asr_miner_foreach(r, save_cb, &sv2);
+    assert_int_equal(sv2.n, sv.n + 1);
+    for (size_t i = 0; i < sv.n; i++) {
+        assert_int_equal(sv2.id[i], sv.id[i]);
+        assert_string_equal(sv2.tmpl[i], sv.tmpl[i]);
+        assert_true(sv2.count[i] > 0 && sv2.count[i] <= sv.count[i]);
+    }
+    asr_miner_destroy(m);
+    asr_miner_destroy(r);
+}
+
+/* A restored template with variables still absorbs new values, and a restored id above the
+ * counter moves the counter. */
+static void test_restore_matches_variables(void **state)
+{
+    (void)state;
+    struct asr_miner *m = NULL;
+    assert_int_equal(asr_miner_create(NULL, &m), 0);
+    const char *t = "Finished task <*> in stage <*> (TID <*>). <*> bytes result sent to driver";
+    assert_int_equal(asr_miner_restore(m, 42, t, strlen(t)), 0);
+    const char *u = "link [<*>] up";
+    assert_int_equal(asr_miner_restore(m, 7, u, strlen(u)), 0);
+    struct asr_match mt;
+    add(m, "Finished task 3.0 in stage 1.0 (TID 9). 2364 bytes result sent to driver", &mt);
+    assert_int_equal(mt.cluster_id, 42);
+    assert_false(mt.changed);
+    assert_string_equal(mt.tmpl, t);
+    add(m, "link [node_C1] up", &mt);
+    assert_int_equal(mt.cluster_id, 7);
+    assert_string_equal(mt.tmpl, u);
+    add(m, "something else", &mt);
+    assert_int_equal(mt.cluster_id, 43);
+    asr_miner_destroy(m);
+}
+
+static void test_restore_errors(void **state)
+{
+    (void)state;
+    struct asr_miner_opts o;
+    asr_miner_opts_default(&o);
+    o.max_tokens = 3;
+    struct asr_miner *m = NULL;
+    assert_int_equal(asr_miner_create(&o, &m), 0);
+    assert_int_equal(asr_miner_restore(m, 0, "a b", 3), ASR_EINVAL);
+    assert_int_equal(asr_miner_restore(m, 1, "", 0), ASR_EINVAL);
+    assert_int_equal(asr_miner_restore(m, 1, "  \t ", 4), ASR_EINVAL);
+    assert_int_equal(asr_miner_restore(m, 1, "a b c d", 7), ASR_EINVAL);
+    assert_int_equal(asr_miner_restore(m, 1, "a\0b", 3), ASR_EINVAL);
+    assert_int_equal(asr_miner_restore(m, 1, "a b", 3), 0);
+    assert_int_equal(asr_miner_restore(m, 1, "c d", 3), ASR_EINVAL);
+    assert_int_equal(asr_miner_count(m), 1);
     asr_miner_destroy(m);
 }
 
@@ -206,6 +372,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_differing_constants_split),
         cmocka_unit_test(test_stable_ids),
         cmocka_unit_test(test_template_evolves),
+        cmocka_unit_test(test_words_keep_events_apart),
+        cmocka_unit_test(test_restore_same_ids),
+        cmocka_unit_test(test_restore_matches_variables),
+        cmocka_unit_test(test_restore_errors),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_format_optional_part),
         cmocka_unit_test(test_mask_substitution),
