@@ -7,9 +7,11 @@
  *   - a line never contains '\n' or NUL, and a trailing '\r' (CRLF) is removed;
  *   - a line is valid UTF-8: each NUL byte and each byte of an invalid or truncated UTF-8
  *     sequence is replaced by U+FFFD (EF BF BD), so JSON output and terminals are safe to feed;
- *   - a line is at most max_line bytes of output; a longer one is emitted as soon as it reaches
- *     the cap, with ASR_FRAMER_CUT_MARKER appended (so up to max_line + the marker's length) and
- *     cut = true, and the rest of it, up to its newline, is dropped and counted;
+ *   - a line is at most max_line bytes of output; a longer one is emitted as soon as a character
+ *     arrives that would take it past the cap (a character is never split), with
+ *     ASR_FRAMER_CUT_MARKER appended (so up to max_line + the marker's length) and cut = true,
+ *     and the rest of it, up to its newline, is dropped and counted; a '\r' of a CRLF does not
+ *     count, so a line of exactly max_line bytes is not cut;
  *   - lines come out in order, each with the input offset just past its newline, so a tailer can
  *     persist exactly where the next unread line starts.
  *
@@ -29,8 +31,11 @@ struct asr_framer;
 
 /*
  * One line: len bytes at line (NUL-terminated for convenience, valid until the callback
- * returns). end_offset is the input offset just past the line's newline (for a cut line, past
- * its last dropped byte once the newline arrives; at the cut itself, past the last byte read).
+ * returns). end_offset is the input offset just past the line's newline; for a line emitted by
+ * asr_framer_flush(), just past the last byte fed. A cut line is emitted at the cut, before its
+ * newline is known, so its end_offset is where its dropped rest starts (just past the last
+ * input byte it kept); asr_framer_offset() then moves over the dropped bytes and the newline as
+ * they arrive, and is the better place to resume from.
  */
 typedef void (*asr_framer_line_cb)(void *data, const char *line, size_t len, bool cut,
                                    uint64_t end_offset);
