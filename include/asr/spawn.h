@@ -30,7 +30,9 @@ struct asr_proc;
  */
 void asr_spawn_set_shim(const char *exe);
 
-/* Called once per complete output line (without the newline; cut at 64 KiB with a marker).
+/* Called once per complete output line, as the line framer makes it (include/asr/framer.h):
+ * without the newline or the CR of a CRLF, NUL and invalid UTF-8 replaced by U+FFFD, cut at
+ * ASR_LINE_MAX (64 KiB) with ASR_FRAMER_CUT_MARKER; a last line without a newline comes at EOF.
  * stream is 1 for stdout, 2 for stderr. */
 typedef void (*asr_proc_line_cb)(struct asr_proc *p, int stream, const char *line, size_t len,
                                  void *data);

@@ -1,13 +1,15 @@
 /*
  * spawn.c - child processes on the libuv loop (see spawn.h).
  *
- * A process handle owns: the uv_process_t, two read pipes (stdout, stderr), a timeout timer and
- * a kill-escalation timer. on_exit fires once the process has exited AND both pipes reached EOF,
+ * A process handle owns: the uv_process_t, two read pipes (stdout, stderr), each with a line
+ * framer when the caller wants lines (include/asr/framer.h), a timeout timer and a
+ * kill-escalation timer. on_exit fires once the process has exited AND both pipes reached EOF,
  * so no output is lost. Freeing a running process kills its group and keeps the process handle
  * alive until libuv has reaped it (closing it earlier would leave a zombie).
  */
 #include "asr/spawn.h"
 #include "asr/error.h"
+#include "asr/framer.h"
 #include "asr/log.h"
 
 #include <errno.h>
@@ -16,8 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LINE_CAP (64 * 1024)
-#define CUT_MARKER " [asr: line cut at 64 KiB]"
 #define PIPES_LINGER_MS 1000 /* after the exit, how long leftovers may keep the pipes open */
 
 extern char **environ;
@@ -32,10 +32,9 @@ void asr_spawn_set_shim(const char *exe)
 struct stream {
     uv_pipe_t pipe;
     struct asr_proc *proc;
-    int fd_no;           /* 1 or 2 */
-    bool open;           /* reading, not yet at EOF */
-    struct asr_buf line; /* partial line */
-    bool skipping;       /* dropping the rest of a cut line */
+    int fd_no;             /* 1 or 2 */
+    bool open;             /* reading, not yet at EOF */
+    struct asr_framer *fr; /* bytes to lines; NULL without on_line */
 };
 
 struct asr_proc {
@@ -102,8 +101,8 @@ static void handle_closed_cb(uv_handle_t *h)
     struct asr_proc *p = h->data;
     if (--p->open_handles > 0)
         return;
-    asr_buf_free(&p->out.line);
-    asr_buf_free(&p->err.line);
+    asr_framer_destroy(p->out.fr);
+    asr_framer_destroy(p->err.fr);
     asr_buf_free(&p->capture);
     free_env(p->env);
     free(p);
@@ -141,46 +140,15 @@ static void maybe_report_exit(struct asr_proc *p)
         p->opts.on_exit(p, p->exit_status, p->term_signal, p->timed_out, p->opts.data);
 }
 
-static void emit_line(struct stream *s, const char *data, size_t len)
+/* The framer's line callback: lines are cut, cleaned and CRLF-stripped there (framer.h). */
+static void emit_line_cb(void *data, const char *line, size_t len, bool cut, uint64_t end_offset)
 {
+    (void)cut;
+    (void)end_offset;
+    struct stream *s = data;
     struct asr_proc *p = s->proc;
     if (p->opts.on_line != NULL && !p->freed)
-        p->opts.on_line(p, s->fd_no, data, len, p->opts.data);
-}
-
-/* Splits a chunk into lines. A line longer than LINE_CAP is emitted cut, with a visible marker,
- * and the rest of it (up to the next newline) is dropped. */
-static void feed_lines(struct stream *s, const char *data, size_t len)
-{
-    while (len > 0) {
-        const char *nl = memchr(data, '\n', len);
-        size_t n = nl ? (size_t)(nl - data) : len;
-        if (!s->skipping) {
-            size_t room = LINE_CAP - s->line.len;
-            if (n > room) {
-                asr_buf_append(&s->line, data, room);
-                asr_buf_puts(&s->line, CUT_MARKER);
-                emit_line(s, asr_buf_cstr(&s->line), s->line.len);
-                asr_buf_reset(&s->line);
-                s->skipping = true;
-            } else {
-                asr_buf_append(&s->line, data, n);
-            }
-        }
-        if (nl == NULL)
-            break;
-        if (s->skipping) {
-            s->skipping = false;
-        } else {
-            size_t l = s->line.len;
-            if (l > 0 && s->line.data[l - 1] == '\r')
-                l--;
-            emit_line(s, asr_buf_cstr(&s->line), l);
-        }
-        asr_buf_reset(&s->line);
-        data += n + 1;
-        len -= n + 1;
-    }
+        p->opts.on_line(p, s->fd_no, line, len, p->opts.data);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -196,9 +164,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* Stops reading a stream for good, after passing on a final line that had no newline. */
 static void stream_finish(struct stream *s)
 {
-    if (s->line.len > 0 && !s->skipping)
-        emit_line(s, asr_buf_cstr(&s->line), s->line.len);
-    asr_buf_reset(&s->line);
+    if (s->fr != NULL)
+        asr_framer_flush(s->fr);
     uv_read_stop((uv_stream_t *)&s->pipe);
     s->open = false;
 }
@@ -210,8 +177,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         if (p->opts.capture_cap > 0)
             asr_buf_append(&p->capture, buf->base, (size_t)nread);
-        if (p->opts.on_line != NULL)
-            feed_lines(s, buf->base, (size_t)nread);
+        if (s->fr != NULL)
+            asr_framer_feed(s->fr, buf->base, (size_t)nread);
         return;
     }
     if (nread == 0)
@@ -279,13 +246,17 @@ int asr_proc_start(uv_loop_t *loop, const struct asr_proc_opts *opts, struct asr
     if (p->opts.kill_grace_ms <= 0)
         p->opts.kill_grace_ms = 5000;
     asr_buf_init(&p->capture, opts->capture_cap);
-    asr_buf_init(&p->out.line, LINE_CAP + sizeof(CUT_MARKER));
-    asr_buf_init(&p->err.line, LINE_CAP + sizeof(CUT_MARKER));
     p->out.proc = p->err.proc = p;
     p->out.fd_no = 1;
     p->err.fd_no = 2;
     p->env = build_env(opts->env_extra);
-    if (p->env == NULL) {
+    /* Framers only for line callers: builds that only capture need no 64 KiB line buffers. */
+    if (p->env == NULL ||
+        (opts->on_line != NULL &&
+         (asr_framer_create(ASR_LINE_MAX, emit_line_cb, &p->out, &p->out.fr) != 0 ||
+          asr_framer_create(ASR_LINE_MAX, emit_line_cb, &p->err, &p->err.fr) != 0))) {
+        asr_framer_destroy(p->out.fr);
+        free_env(p->env);
         free(p);
         return asr_err_set(err, ASR_ENOMEM, "spawn: out of memory");
     }

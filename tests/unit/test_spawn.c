@@ -14,6 +14,7 @@
  */
 #include "asr/buf.h"
 #include "asr/error.h"
+#include "asr/framer.h"
 #include "asr/spawn.h"
 #include "asr/timeutil.h"
 
@@ -31,7 +32,7 @@
 #include <unistd.h>
 
 #define MAX_LINES 64
-#define CUT_MARKER " [asr: line cut at 64 KiB]"
+#define CUT_MARKER ASR_FRAMER_CUT_MARKER
 
 /* What the callbacks saw. */
 struct result {
