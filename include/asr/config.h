@@ -123,6 +123,11 @@ struct asr_config {
  */
 int asr_config_load(const char *path, struct asr_config **out, struct asr_err *err);
 
+/* asr_config_load without the filesystem and PATH checks when check is false: for offline
+ * commands (`asr detect`) that read a config written for another machine. */
+int asr_config_load_checked(const char *path, bool check, struct asr_config **out,
+                            struct asr_err *err);
+
 /*
  * Same as asr_config_load, but from a buffer (for tests and the fuzz target). `name` stands in
  * for the path in messages, and `dir` is the base for relative paths. Command lookup is skipped

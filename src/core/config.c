@@ -1482,6 +1482,12 @@ out:
 
 int asr_config_load(const char *path, struct asr_config **out, struct asr_err *err)
 {
+    return asr_config_load_checked(path, true, out, err);
+}
+
+int asr_config_load_checked(const char *path, bool check, struct asr_config **out,
+                            struct asr_err *err)
+{
     struct asr_buf buf;
     char chunk[65536];
     int rc = 0;
@@ -1523,7 +1529,7 @@ int asr_config_load(const char *path, struct asr_config **out, struct asr_err *e
         if (dir == NULL)
             rc = asr_err_set(err, ASR_ENOMEM, "%s: out of memory", path);
         else
-            rc = asr_config_parse(path, dir, asr_buf_cstr(&buf), buf.len, true, out, err);
+            rc = asr_config_parse(path, dir, asr_buf_cstr(&buf), buf.len, check, out, err);
         free(dir);
     }
     asr_buf_free(&buf);

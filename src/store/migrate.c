@@ -86,8 +86,87 @@ static const char migration_1[] =
     ") STRICT;\n"
     "CREATE INDEX events_by_service ON events (service, id);\n";
 
+/*
+ * Detection (issue 3). incidents.service has no foreign key, like events: `asr detect` and
+ * CloudWatch sources may name services the daemon never ran, and a fault must never be lost to
+ * a constraint. Context and captured fields are JSON text checked with json_valid(). One open
+ * incident per fingerprint is a unique partial index, so a bug in the detector cannot open a
+ * duplicate. templates and log_positions are what detection needs to resume after a restart.
+ */
+static const char migration_2[] =
+    "CREATE TABLE incidents (\n"
+    "    id             INTEGER PRIMARY KEY,\n"
+    "    parent_id      INTEGER REFERENCES incidents (id),\n"
+    "    fingerprint    TEXT NOT NULL CONSTRAINT incidents_fingerprint_nonempty\n"
+    "                       CHECK (length(fingerprint) > 0),\n"
+    "    service        TEXT NOT NULL,\n"
+    "    kind           TEXT NOT NULL CONSTRAINT incidents_kind_valid\n"
+    "                       CHECK (kind IN ('signature', 'generic', 'exit')),\n"
+    "    signature      TEXT NOT NULL,\n"
+    "    severity       TEXT NOT NULL CONSTRAINT incidents_severity_valid\n"
+    "                       CHECK (severity IN ('info', 'warning', 'error', 'critical')),\n"
+    "    source         TEXT NOT NULL,\n"
+    "    slot           TEXT,\n"
+    "    release_commit TEXT,\n"
+    "    template_id    INTEGER NOT NULL DEFAULT 0,\n"
+    "    template       TEXT,\n"
+    "    line           TEXT NOT NULL,\n"
+    "    fields         TEXT NOT NULL DEFAULT '{}' CONSTRAINT incidents_fields_json\n"
+    "                       CHECK (json_valid(fields)),\n"
+    "    context_before TEXT NOT NULL DEFAULT '[]' CONSTRAINT incidents_before_json\n"
+    "                       CHECK (json_valid(context_before)),\n"
+    "    context_after  TEXT NOT NULL DEFAULT '[]' CONSTRAINT incidents_after_json\n"
+    "                       CHECK (json_valid(context_after)),\n"
+    "    context_done   INTEGER NOT NULL DEFAULT 0,\n"
+    "    status         TEXT NOT NULL DEFAULT 'open' CONSTRAINT incidents_status_valid\n"
+    "                       CHECK (status IN ('open', 'resolved')),\n"
+    "    count          INTEGER NOT NULL DEFAULT 1 CONSTRAINT incidents_count_positive\n"
+    "                       CHECK (count >= 1),\n"
+    "    verifications  INTEGER NOT NULL DEFAULT 0,\n"
+    "    first_seen     INTEGER NOT NULL,\n"
+    "    last_seen      INTEGER NOT NULL,\n"
+    "    received_us    INTEGER NOT NULL,\n"
+    "    opened_at      INTEGER NOT NULL,\n"
+    "    resolved_at    INTEGER,\n"
+    "    resolution     TEXT,\n"
+    "    CONSTRAINT incidents_resolved_iff_time\n"
+    "        CHECK ((status = 'resolved') = (resolved_at IS NOT NULL))\n"
+    ") STRICT;\n"
+    "CREATE UNIQUE INDEX incidents_one_open ON incidents (fingerprint) WHERE status = 'open';\n"
+    "CREATE INDEX incidents_by_service ON incidents (service, id);\n"
+    "CREATE INDEX incidents_by_fingerprint ON incidents (fingerprint, id);\n"
+    "\n"
+    "CREATE TABLE incident_notes (\n"
+    "    id          INTEGER PRIMARY KEY,\n"
+    "    incident_id INTEGER NOT NULL REFERENCES incidents (id),\n"
+    "    at          INTEGER NOT NULL,\n"
+    "    kind        TEXT NOT NULL CONSTRAINT incident_notes_kind_nonempty\n"
+    "                    CHECK (length(kind) > 0),\n"
+    "    detail      TEXT\n"
+    ") STRICT;\n"
+    "CREATE INDEX incident_notes_by_incident ON incident_notes (incident_id, id);\n"
+    "\n"
+    "CREATE TABLE templates (\n"
+    "    service    TEXT NOT NULL,\n"
+    "    cluster_id INTEGER NOT NULL,\n"
+    "    template   TEXT NOT NULL,\n"
+    "    count      INTEGER NOT NULL DEFAULT 0,\n"
+    "    error_hits INTEGER NOT NULL DEFAULT 0,\n"
+    "    updated_at INTEGER NOT NULL,\n"
+    "    PRIMARY KEY (service, cluster_id)\n"
+    ") STRICT, WITHOUT ROWID;\n"
+    "\n"
+    "CREATE TABLE log_positions (\n"
+    "    path       TEXT NOT NULL PRIMARY KEY,\n"
+    "    dev        INTEGER NOT NULL,\n"
+    "    ino        INTEGER NOT NULL,\n"
+    "    offset     INTEGER NOT NULL CONSTRAINT log_positions_offset_nonneg CHECK (offset >= 0),\n"
+    "    updated_at INTEGER NOT NULL\n"
+    ") STRICT;\n";
+
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},
+    {2, "incidents, incident notes, templates, log positions", migration_2},
 };
 
 const struct asr_store_migration *asr_store_migrations(size_t *n)

@@ -116,6 +116,10 @@ struct asr_store {
     int64_t (*now_cb)(void *arg);
     void *now_arg;
     sqlite3_stmt *stmts[S_COUNT]; /* prepared on first use, finalized on close */
+    struct {
+        const char *sql; /* identity: the address of a static string of another store module */
+        sqlite3_stmt *stmt;
+    } extra[ASR_STORE_MAX_EXTRA_STMTS];
 };
 
 /* ---- plumbing ------------------------------------------------------------------------------ */
@@ -166,8 +170,31 @@ static sqlite3_stmt *stmt(struct asr_store *st, enum stmt_id id, const char *op,
     return st->stmts[id];
 }
 
+sqlite3_stmt *asr_store_prepare(struct asr_store *st, const char *sql, const char *op,
+                                struct asr_err *err)
+{
+    size_t i = 0;
+    for (; i < ASR_STORE_MAX_EXTRA_STMTS && st->extra[i].sql != NULL; i++)
+        if (st->extra[i].sql == sql)
+            return st->extra[i].stmt;
+    if (i == ASR_STORE_MAX_EXTRA_STMTS) {
+        asr_err_set(err, ASR_EINVAL, "store: %s: more than %d cached statements", op,
+                    ASR_STORE_MAX_EXTRA_STMTS);
+        return NULL;
+    }
+    if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->extra[i].stmt, NULL) !=
+        SQLITE_OK) {
+        asr_store_fail(st, op, err);
+        sqlite3_finalize(st->extra[i].stmt);
+        st->extra[i].stmt = NULL;
+        return NULL;
+    }
+    st->extra[i].sql = sql;
+    return st->extra[i].stmt;
+}
+
 /* Returns a cached statement to its unused state: no open cursor, no bound values. */
-static void done(sqlite3_stmt *s)
+void asr_store_reset(sqlite3_stmt *s)
 {
     if (s != NULL) {
         sqlite3_reset(s);
@@ -176,17 +203,17 @@ static void done(sqlite3_stmt *s)
 }
 
 /* Binds s (may be NULL) as text, or NULL. */
-static int bind_str(sqlite3_stmt *stm, int i, const char *s)
+int asr_store_bind_str(sqlite3_stmt *stm, int i, const char *s)
 {
     return s != NULL ? sqlite3_bind_text(stm, i, s, -1, SQLITE_TRANSIENT)
                      : sqlite3_bind_null(stm, i);
 }
 
 /* Steps a statement that returns no rows, then resets it. */
-static int run_done(struct asr_store *st, sqlite3_stmt *s, const char *op, struct asr_err *err)
+int asr_store_run(struct asr_store *st, sqlite3_stmt *s, const char *op, struct asr_err *err)
 {
     int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : asr_store_fail(st, op, err);
-    done(s);
+    asr_store_reset(s);
     return rc;
 }
 
@@ -198,10 +225,10 @@ int asr_store_begin(struct asr_store *st, const char *op, struct asr_err *err)
     if (sqlite3_step(s) != SQLITE_DONE) {
         int rc = asr_err_set(err, sqlite3_errcode(st->db) == SQLITE_NOMEM ? ASR_ENOMEM : ASR_EDB,
                              "store: %s: begin: %s", op, sqlite3_errmsg(st->db));
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
-    done(s);
+    asr_store_reset(s);
     return 0;
 }
 
@@ -213,10 +240,10 @@ int asr_store_commit(struct asr_store *st, const char *op, struct asr_err *err)
     if (sqlite3_step(s) != SQLITE_DONE) {
         int rc = asr_err_set(err, sqlite3_errcode(st->db) == SQLITE_NOMEM ? ASR_ENOMEM : ASR_EDB,
                              "store: %s: commit: %s", op, sqlite3_errmsg(st->db));
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
-    done(s);
+    asr_store_reset(s);
     return 0;
 }
 
@@ -227,14 +254,14 @@ void asr_store_rollback(struct asr_store *st)
     sqlite3_stmt *s = stmt(st, S_ROLLBACK, "rollback", NULL);
     if (s != NULL) {
         sqlite3_step(s);
-        done(s);
+        asr_store_reset(s);
     } else {
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     }
 }
 
 /* Ends a write transaction: commits after success, rolls back after a failure. */
-static int finish(struct asr_store *st, int rc, const char *op, struct asr_err *err)
+int asr_store_finish(struct asr_store *st, int rc, const char *op, struct asr_err *err)
 {
     if (rc == 0)
         rc = asr_store_commit(st, op, err);
@@ -244,7 +271,7 @@ static int finish(struct asr_store *st, int rc, const char *op, struct asr_err *
 }
 
 /* Copies column i as a C string (NULL for SQL NULL) into *out. */
-static int col_dup(sqlite3_stmt *s, int i, char **out)
+int asr_store_col_dup(sqlite3_stmt *s, int i, char **out)
 {
     *out = NULL;
     if (sqlite3_column_type(s, i) == SQLITE_NULL)
@@ -441,6 +468,8 @@ void asr_store_close(struct asr_store *st)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmts[i]);
+    for (int i = 0; i < ASR_STORE_MAX_EXTRA_STMTS; i++)
+        sqlite3_finalize(st->extra[i].stmt);
     /* Every statement is finalized above, so close cannot be refused as busy. */
     sqlite3_close(st->db);
     free(st->path);
@@ -465,13 +494,13 @@ static int service_upsert(struct asr_store *st, const char *name, const char *op
     sqlite3_stmt *s = stmt(st, S_SERVICE_UPSERT, op, err);
     if (s == NULL)
         return ASR_EDB;
-    if (bind_str(s, 1, name) != SQLITE_OK ||
+    if (asr_store_bind_str(s, 1, name) != SQLITE_OK ||
         sqlite3_bind_int64(s, 2, asr_store_now(st)) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
-    return run_done(st, s, op, err);
+    return asr_store_run(st, s, op, err);
 }
 
 int asr_store_service_upsert(struct asr_store *st, const char *name, struct asr_err *err)
@@ -483,7 +512,7 @@ int asr_store_service_upsert(struct asr_store *st, const char *name, struct asr_
     if (rc != 0)
         return rc;
     rc = service_upsert(st, name, op, err);
-    return finish(st, rc, op, err);
+    return asr_store_finish(st, rc, op, err);
 }
 
 /* ---- releases ------------------------------------------------------------------------------ */
@@ -511,8 +540,9 @@ void asr_release_free(struct asr_release *r)
 static int read_release(sqlite3_stmt *s, struct asr_release *r)
 {
     r->id = sqlite3_column_int64(s, 0);
-    if (col_dup(s, 1, &r->service) || col_dup(s, 2, &r->commit) || col_dup(s, 3, &r->state) ||
-        col_dup(s, 4, &r->reason) || col_dup(s, 5, &r->dir)) {
+    if (asr_store_col_dup(s, 1, &r->service) || asr_store_col_dup(s, 2, &r->commit) ||
+        asr_store_col_dup(s, 3, &r->state) || asr_store_col_dup(s, 4, &r->reason) ||
+        asr_store_col_dup(s, 5, &r->dir)) {
         asr_release_free(r);
         return ASR_ENOMEM;
     }
@@ -541,7 +571,7 @@ static int fetch_release(struct asr_store *st, sqlite3_stmt *s, const char *op, 
     } else {
         rc = asr_store_fail(st, op, err);
     }
-    done(s);
+    asr_store_reset(s);
     return rc;
 }
 
@@ -553,7 +583,7 @@ static int release_by_id(struct asr_store *st, int64_t id, const char *op, struc
         return ASR_EDB;
     if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     char missing[64];
@@ -567,9 +597,10 @@ static int release_by_commit(struct asr_store *st, const char *service, const ch
     sqlite3_stmt *s = stmt(st, S_RELEASE_BY_COMMIT, op, err);
     if (s == NULL)
         return ASR_EDB;
-    if (bind_str(s, 1, service) != SQLITE_OK || bind_str(s, 2, commit) != SQLITE_OK) {
+    if (asr_store_bind_str(s, 1, service) != SQLITE_OK ||
+        asr_store_bind_str(s, 2, commit) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     char missing[160];
@@ -597,18 +628,19 @@ int asr_store_release_get_or_create(struct asr_store *st, const char *service, c
         rc = ASR_EDB;
         goto out;
     }
-    if (bind_str(s, 1, service) != SQLITE_OK || bind_str(s, 2, commit) != SQLITE_OK ||
-        bind_str(s, 3, dir) != SQLITE_OK ||
+    if (asr_store_bind_str(s, 1, service) != SQLITE_OK ||
+        asr_store_bind_str(s, 2, commit) != SQLITE_OK ||
+        asr_store_bind_str(s, 3, dir) != SQLITE_OK ||
         sqlite3_bind_int64(s, 4, asr_store_now(st)) != SQLITE_OK) {
         rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         goto out;
     }
-    if ((rc = run_done(st, s, op, err)) != 0)
+    if ((rc = asr_store_run(st, s, op, err)) != 0)
         goto out;
     rc = release_by_commit(st, service, commit, op, out, err);
 out:
-    rc = finish(st, rc, op, err);
+    rc = asr_store_finish(st, rc, op, err);
     if (rc != 0)
         asr_release_free(out);
     return rc;
@@ -643,16 +675,16 @@ static int update_release(struct asr_store *st, sqlite3_stmt *s, int64_t id, con
 {
     int rc = asr_store_begin(st, op, err);
     if (rc != 0) {
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK) {
         rc = asr_store_fail(st, op, err);
-        done(s);
-    } else if ((rc = run_done(st, s, op, err)) == 0 && sqlite3_changes(st->db) == 0) {
+        asr_store_reset(s);
+    } else if ((rc = asr_store_run(st, s, op, err)) == 0 && sqlite3_changes(st->db) == 0) {
         rc = asr_err_set(err, ASR_ENOENT, "store: %s: no release %lld", op, (long long)id);
     }
-    return finish(st, rc, op, err);
+    return asr_store_finish(st, rc, op, err);
 }
 
 /* set_build and set_test: the same UPDATE on different columns. */
@@ -665,10 +697,10 @@ static int release_set_result(struct asr_store *st, enum stmt_id which, const ch
     if (s == NULL)
         return ASR_EDB;
     if (sqlite3_bind_int(s, 2, status) != SQLITE_OK || sqlite3_bind_int64(s, 3, ms) != SQLITE_OK ||
-        bind_str(s, 4, output) != SQLITE_OK ||
+        asr_store_bind_str(s, 4, output) != SQLITE_OK ||
         sqlite3_bind_int64(s, 5, asr_store_now(st)) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     return update_release(st, s, id, op, err);
@@ -716,7 +748,7 @@ int asr_store_release_output(struct asr_store *st, int64_t id, const char *which
     int step = sqlite3_step(s);
     if (step == SQLITE_ROW) {
         /* Output never recorded reads as "", so callers can print it without a NULL check. */
-        if (col_dup(s, 0, out) != 0 || (*out == NULL && (*out = strdup("")) == NULL))
+        if (asr_store_col_dup(s, 0, out) != 0 || (*out == NULL && (*out = strdup("")) == NULL))
             rc = asr_err_set(err, ASR_ENOMEM, "store: %s: out of memory", op);
     } else if (step == SQLITE_DONE) {
         rc = asr_err_set(err, ASR_ENOENT, "store: %s: no release %lld", op, (long long)id);
@@ -724,7 +756,7 @@ int asr_store_release_output(struct asr_store *st, int64_t id, const char *which
         rc = asr_store_fail(st, op, err);
     }
 out:
-    done(s);
+    asr_store_reset(s);
     return rc;
 }
 
@@ -738,10 +770,11 @@ int asr_store_release_set_state(struct asr_store *st, int64_t id, const char *st
     if (s == NULL)
         return ASR_EDB;
     /* The state itself is checked by the releases_state_valid constraint. */
-    if (bind_str(s, 2, state) != SQLITE_OK || bind_str(s, 3, reason) != SQLITE_OK ||
+    if (asr_store_bind_str(s, 2, state) != SQLITE_OK ||
+        asr_store_bind_str(s, 3, reason) != SQLITE_OK ||
         sqlite3_bind_int64(s, 4, asr_store_now(st)) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     return update_release(st, s, id, op, err);
@@ -758,9 +791,10 @@ int asr_store_release_last_good(struct asr_store *st, const char *service, int64
     sqlite3_stmt *s = stmt(st, S_RELEASE_LAST_GOOD, op, err);
     if (s == NULL)
         return ASR_EDB;
-    if (bind_str(s, 1, service) != SQLITE_OK || sqlite3_bind_int64(s, 2, exclude_id) != SQLITE_OK) {
+    if (asr_store_bind_str(s, 1, service) != SQLITE_OK ||
+        sqlite3_bind_int64(s, 2, exclude_id) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     char missing[96];
@@ -804,8 +838,8 @@ static int read_deployment(sqlite3_stmt *s, struct asr_deployment *d)
     d->to_release = sqlite3_column_int64(s, 4);
     d->started_at = sqlite3_column_int64(s, 5);
     d->ended_at = sqlite3_column_int64(s, 6);
-    if (col_dup(s, 1, &d->service) || col_dup(s, 2, &d->kind) || col_dup(s, 7, &d->outcome) ||
-        col_dup(s, 8, &d->reason)) {
+    if (asr_store_col_dup(s, 1, &d->service) || asr_store_col_dup(s, 2, &d->kind) ||
+        asr_store_col_dup(s, 7, &d->outcome) || asr_store_col_dup(s, 8, &d->reason)) {
         asr_deployment_free(d);
         return ASR_ENOMEM;
     }
@@ -839,7 +873,7 @@ static int check_release_service(struct asr_store *st, int64_t id, const char *s
                              op, (long long)id, owner != NULL ? owner : "?", service);
     }
 out:
-    done(s);
+    asr_store_reset(s);
     return rc;
 }
 
@@ -868,19 +902,20 @@ int asr_store_deployment_begin(struct asr_store *st, const char *service, const 
         rc = ASR_EDB;
         goto out;
     }
-    if (bind_str(s, 1, service) != SQLITE_OK || bind_str(s, 2, kind) != SQLITE_OK ||
+    if (asr_store_bind_str(s, 1, service) != SQLITE_OK ||
+        asr_store_bind_str(s, 2, kind) != SQLITE_OK ||
         (from_release != 0 ? sqlite3_bind_int64(s, 3, from_release) : sqlite3_bind_null(s, 3)) !=
             SQLITE_OK ||
         sqlite3_bind_int64(s, 4, to_release) != SQLITE_OK ||
         sqlite3_bind_int64(s, 5, asr_store_now(st)) != SQLITE_OK) {
         rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         goto out;
     }
-    if ((rc = run_done(st, s, op, err)) == 0)
+    if ((rc = asr_store_run(st, s, op, err)) == 0)
         *out_id = sqlite3_last_insert_rowid(st->db);
 out:
-    rc = finish(st, rc, op, err);
+    rc = asr_store_finish(st, rc, op, err);
     if (rc != 0)
         *out_id = 0;
     return rc;
@@ -907,7 +942,7 @@ static int explain_not_running(struct asr_store *st, int64_t id, const char *op,
     else
         rc = asr_store_fail(st, op, err);
 out:
-    done(s);
+    asr_store_reset(s);
     return rc;
 }
 
@@ -928,17 +963,18 @@ int asr_store_deployment_end(struct asr_store *st, int64_t id, const char *outco
         rc = ASR_EDB;
         goto out;
     }
-    if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK || bind_str(s, 2, outcome) != SQLITE_OK ||
-        bind_str(s, 3, reason) != SQLITE_OK ||
+    if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK ||
+        asr_store_bind_str(s, 2, outcome) != SQLITE_OK ||
+        asr_store_bind_str(s, 3, reason) != SQLITE_OK ||
         sqlite3_bind_int64(s, 4, asr_store_now(st)) != SQLITE_OK) {
         rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         goto out;
     }
-    if ((rc = run_done(st, s, op, err)) == 0 && sqlite3_changes(st->db) == 0)
+    if ((rc = asr_store_run(st, s, op, err)) == 0 && sqlite3_changes(st->db) == 0)
         rc = explain_not_running(st, id, op, err);
 out:
-    return finish(st, rc, op, err);
+    return asr_store_finish(st, rc, op, err);
 }
 
 int asr_store_deployment_last(struct asr_store *st, const char *service, struct asr_deployment *out,
@@ -953,7 +989,7 @@ int asr_store_deployment_last(struct asr_store *st, const char *service, struct 
     if (s == NULL)
         return ASR_EDB;
     int rc = 0;
-    if (bind_str(s, 1, service) != SQLITE_OK) {
+    if (asr_store_bind_str(s, 1, service) != SQLITE_OK) {
         rc = asr_store_fail(st, op, err);
         goto out;
     }
@@ -967,7 +1003,7 @@ int asr_store_deployment_last(struct asr_store *st, const char *service, struct 
         rc = asr_store_fail(st, op, err);
     }
 out:
-    done(s);
+    asr_store_reset(s);
     return rc;
 }
 
@@ -975,10 +1011,10 @@ out:
  * Collects every row of a bound SELECT into a growing array of `size`-byte elements, reading
  * each with read_cb. On failure frees what was read with free_cb. Resets s.
  */
-static int collect(struct asr_store *st, sqlite3_stmt *s, const char *op, size_t size,
-                   int (*read_cb)(sqlite3_stmt *s, void *row),
-                   void (*free_cb)(void *rows, size_t n), void **out, size_t *n,
-                   struct asr_err *err)
+int asr_store_collect(struct asr_store *st, sqlite3_stmt *s, const char *op, size_t size,
+                      int (*read_cb)(sqlite3_stmt *s, void *row),
+                      void (*free_cb)(void *rows, size_t n), void **out, size_t *n,
+                      struct asr_err *err)
 {
     char *rows = NULL;
     size_t len = 0, alloc = 0;
@@ -1005,7 +1041,7 @@ static int collect(struct asr_store *st, sqlite3_stmt *s, const char *op, size_t
     if (step != SQLITE_DONE)
         rc = asr_store_fail(st, op, err);
 out:
-    done(s);
+    asr_store_reset(s);
     if (rc != 0) {
         free_cb(rows, len);
         rows = NULL;
@@ -1041,15 +1077,15 @@ int asr_store_deployment_list(struct asr_store *st, const char *service, int lim
     sqlite3_stmt *s = stmt(st, service != NULL ? S_DEPLOY_LIST : S_DEPLOY_LIST_ALL, op, err);
     if (s == NULL)
         return ASR_EDB;
-    if ((service != NULL && bind_str(s, 1, service) != SQLITE_OK) ||
+    if ((service != NULL && asr_store_bind_str(s, 1, service) != SQLITE_OK) ||
         sqlite3_bind_int(s, 2, limit) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     void *rows = NULL;
-    int rc = collect(st, s, op, sizeof(struct asr_deployment), read_deployment_cb,
-                     free_deployments_cb, &rows, n, err);
+    int rc = asr_store_collect(st, s, op, sizeof(struct asr_deployment), read_deployment_cb,
+                               free_deployments_cb, &rows, n, err);
     *out = rows;
     return rc;
 }
@@ -1069,17 +1105,18 @@ int asr_store_deployment_abandon_running(struct asr_store *st, const char *reaso
         rc = ASR_EDB;
         goto out;
     }
-    if (bind_str(s, 1, reason != NULL ? reason : "abandoned: asr stopped while it was running") !=
+    if (asr_store_bind_str(
+            s, 1, reason != NULL ? reason : "abandoned: asr stopped while it was running") !=
             SQLITE_OK ||
         sqlite3_bind_int64(s, 2, asr_store_now(st)) != SQLITE_OK) {
         rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         goto out;
     }
-    if ((rc = run_done(st, s, op, err)) == 0)
+    if ((rc = asr_store_run(st, s, op, err)) == 0)
         changed = sqlite3_changes(st->db);
 out:
-    rc = finish(st, rc, op, err);
+    rc = asr_store_finish(st, rc, op, err);
     return rc != 0 ? rc : changed;
 }
 
@@ -1118,15 +1155,17 @@ int asr_store_event_add(struct asr_store *st, const char *service, const char *a
         goto out;
     }
     if (sqlite3_bind_int64(s, 1, asr_store_now(st)) != SQLITE_OK ||
-        bind_str(s, 2, service) != SQLITE_OK || bind_str(s, 3, actor) != SQLITE_OK ||
-        bind_str(s, 4, kind) != SQLITE_OK || bind_str(s, 5, detail) != SQLITE_OK) {
+        asr_store_bind_str(s, 2, service) != SQLITE_OK ||
+        asr_store_bind_str(s, 3, actor) != SQLITE_OK ||
+        asr_store_bind_str(s, 4, kind) != SQLITE_OK ||
+        asr_store_bind_str(s, 5, detail) != SQLITE_OK) {
         rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         goto out;
     }
-    rc = run_done(st, s, op, err);
+    rc = asr_store_run(st, s, op, err);
 out:
-    return finish(st, rc, op, err);
+    return asr_store_finish(st, rc, op, err);
 }
 
 static int read_event_cb(sqlite3_stmt *s, void *row)
@@ -1134,8 +1173,8 @@ static int read_event_cb(sqlite3_stmt *s, void *row)
     struct asr_event *e = row;
     e->id = sqlite3_column_int64(s, 0);
     e->at = sqlite3_column_int64(s, 1);
-    if (col_dup(s, 2, &e->service) || col_dup(s, 3, &e->actor) || col_dup(s, 4, &e->kind) ||
-        col_dup(s, 5, &e->detail)) {
+    if (asr_store_col_dup(s, 2, &e->service) || asr_store_col_dup(s, 3, &e->actor) ||
+        asr_store_col_dup(s, 4, &e->kind) || asr_store_col_dup(s, 5, &e->detail)) {
         event_free(e);
         return ASR_ENOMEM;
     }
@@ -1163,15 +1202,15 @@ int asr_store_event_list(struct asr_store *st, const char *service, int64_t afte
     if (s == NULL)
         return ASR_EDB;
     if (sqlite3_bind_int64(s, 1, after_id) != SQLITE_OK ||
-        (service != NULL && bind_str(s, 2, service) != SQLITE_OK) ||
+        (service != NULL && asr_store_bind_str(s, 2, service) != SQLITE_OK) ||
         sqlite3_bind_int(s, 3, limit) != SQLITE_OK) {
         int rc = asr_store_fail(st, op, err);
-        done(s);
+        asr_store_reset(s);
         return rc;
     }
     void *rows = NULL;
-    int rc =
-        collect(st, s, op, sizeof(struct asr_event), read_event_cb, free_events_cb, &rows, n, err);
+    int rc = asr_store_collect(st, s, op, sizeof(struct asr_event), read_event_cb, free_events_cb,
+                               &rows, n, err);
     *out = rows;
     return rc;
 }

@@ -73,4 +73,29 @@ void asr_store_rollback(struct asr_store *st);
  */
 int asr_store_fail(struct asr_store *st, const char *op, struct asr_err *err);
 
+/*
+ * Statement helpers shared by the store modules (store.c, incidents.c).
+ *
+ * asr_store_prepare() returns a statement prepared once per connection and cached on st under
+ * the address of sql, which must therefore be a static string; it is finalized by
+ * asr_store_close(). NULL with err set on failure. asr_store_reset() returns a statement to its
+ * unused state (no cursor, no bindings). asr_store_bind_str() binds text or NULL.
+ * asr_store_run() steps a statement that returns no rows and resets it. asr_store_finish() ends a
+ * write transaction: commit after success, rollback after a failure. asr_store_col_dup() copies
+ * a text column (NULL for SQL NULL; ASR_ENOMEM). asr_store_collect() reads every row of a bound
+ * SELECT into a growing array of size-byte elements, freeing what was read on failure.
+ */
+#define ASR_STORE_MAX_EXTRA_STMTS 48
+sqlite3_stmt *asr_store_prepare(struct asr_store *st, const char *sql, const char *op,
+                                struct asr_err *err);
+void asr_store_reset(sqlite3_stmt *s);
+int asr_store_bind_str(sqlite3_stmt *stm, int i, const char *s);
+int asr_store_run(struct asr_store *st, sqlite3_stmt *s, const char *op, struct asr_err *err);
+int asr_store_finish(struct asr_store *st, int rc, const char *op, struct asr_err *err);
+int asr_store_col_dup(sqlite3_stmt *s, int i, char **out);
+int asr_store_collect(struct asr_store *st, sqlite3_stmt *s, const char *op, size_t size,
+                      int (*read_cb)(sqlite3_stmt *s, void *row),
+                      void (*free_cb)(void *rows, size_t n), void **out, size_t *n,
+                      struct asr_err *err);
+
 #endif
