@@ -176,6 +176,20 @@ static bool piece_is_var(const struct asr_miner *m, const char *p, size_t n)
     return allhex && n >= 8; /* long hex without a leading digit, e.g. "deadbeefcafe" */
 }
 
+/* Whether a token is the name of a month, a weekday or a common time zone (`Sep`, `Mon`, `EDT`):
+ * words that are parts of dates, so values of a variable rather than constants. */
+static bool is_date_word(const char *s, size_t n)
+{
+    static const char names[] = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec Mon Tue Wed Thu "
+                                "Fri Sat Sun UTC GMT EST EDT CST CDT MST MDT PST PDT CET BST ";
+    if (n != 3)
+        return false;
+    for (const char *p = names; *p; p += 4)
+        if (memcmp(p, s, 3) == 0)
+            return true;
+    return false;
+}
+
 /*
  * Scans one token: splits it at delimiters (= , ; ( ) [ ] { } < > ' " : |), turns each variable
  * piece into `<*>` (adjacent ones merge into one) and returns the hash of the result, its shape.
@@ -241,7 +255,7 @@ static uint64_t scan_token(const struct asr_miner *m, const char *s, size_t n, s
         *olen = o;
     if (only_var && n > 0)
         return WILD;
-    if (digit || any_var)
+    if (digit || any_var || is_date_word(s, n))
         return h | 1u;
     h &= ~(uint64_t)1;
     return h == WILD ? 2 : h;
@@ -333,7 +347,7 @@ static struct cluster *best_match(struct asr_miner *m, uint32_t ntok, uint64_t r
          * measure and would start a new cluster every time, so for it the positions where
          * both the template and the message have a variable are left out of the count (they
          * say nothing either way) and all the other positions must agree. */
-        uint32_t same = 0, both = 0;
+        uint32_t same = 0, both = 0, half = 0;
         bool conflict = false;
         for (uint32_t i = 0; i < ntok; i++) {
             uint64_t t = c->toks[i], x = m->thash[i];
@@ -343,11 +357,13 @@ static struct cluster *best_match(struct asr_miner *m, uint32_t ntok, uint64_t r
             } else if (IS_WORD(t) && IS_WORD(x)) {
                 conflict = true;
                 break;
+            } else {
+                half += IS_WORD(t) || IS_WORD(x);
             }
         }
         if (conflict)
             continue;
-        double sim = (double)same / (double)(ntok ? ntok : 1);
+        double sim = ((double)same - 0.5 * half) / (double)(ntok ? ntok : 1);
         if (ntok == 0 || mostly_vars) {
             sim = ntok > both ? (double)same / (double)(ntok - both) : 1.0;
             if (sim < 1.0)

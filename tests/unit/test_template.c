@@ -128,9 +128,18 @@ static void test_words_keep_events_apart(void **state)
     assert_int_not_equal(a, b);
     assert_int_equal(add(m, "Block 9 stored as bytes in memory (estimated size 1, free 9)", NULL),
                      a);
-    /* A word and a variable in one position do join, as in Drain. */
+    /* A word and a variable in one position do join, as in Drain... */
     uint64_t c = add(m, "session closed for user root", NULL);
     assert_int_equal(add(m, "session closed for user 1000", NULL), c);
+    /* ...but such a position counts half against the similarity, so a message that agrees on
+     * just half of its tokens does not join a template whose words it replaces by variables. */
+    uint64_t d = add(m, "(root) CMD (run-parts /etc/cron.hourly)", NULL);
+    assert_int_not_equal(add(m, "(root) CMD (/opt/get_temps a)", NULL), d);
+    /* Month, weekday and time zone names are values, not words. */
+    struct asr_match mt;
+    uint64_t e = add(m, "kernel image built on Mon Sep 26 EDT 2005 by root", NULL);
+    assert_int_equal(add(m, "kernel image built on Fri Dec 3 EST 2004 by root", &mt), e);
+    assert_string_equal(mt.tmpl, "kernel image built on <*> <*> <*> <*> <*> by root");
     asr_miner_destroy(m);
 }
 
