@@ -13,6 +13,9 @@
  *     at 0 of the same file;
  *   - the path may be missing for a while (between rename and create, or before the service
  *     first writes); the tail waits for it and reads a file that appears from its start.
+ *     A file renamed away is still read while the path is missing (its writer may not have
+ *     reopened yet); a deleted one (no name left) is read to its end and closed, so its disk
+ *     space can go.
  *
  * Resume: the owner persists the asr_tail_pos of the last line it has processed and passes it
  * back as opts.start after a restart. If the file at the path is the same (dev, ino) and not
@@ -66,12 +69,14 @@ struct asr_tail_opts {
 
 /*
  * Starts following opts->path on loop. The first read happens on the loop, not inside this call.
- * Returns 0 with *out owned by the caller (asr_tail_stop), or ASR_EINVAL/ASR_ENOMEM/ASR_EIO with
- * err naming the path. A missing file is not an error (the tail waits for it).
+ * Returns 0 with *out owned by the caller (asr_tail_stop), or ASR_EINVAL/ASR_ENOMEM with err
+ * naming the path. A missing file or directory is not an error (the tail waits for it).
  */
 int asr_tail_start(uv_loop_t *loop, const struct asr_tail_opts *opts, struct asr_tail **out,
                    struct asr_err *err);
-/* The position just past the last line handed over. */
+/* Where a resumed tail should start: just past the last line handed over, and past the dropped
+ * rest of a cut line (a cut line's own pos is at the cut, see framer.h); before the first file
+ * is opened, opts.start. */
 void asr_tail_position(const struct asr_tail *t, struct asr_tail_pos *pos);
 /* Stops watching, closes the file and frees the tail once its handles are closed (the loop must
  * run for that); no callback runs after this returns. Accepts NULL. */
