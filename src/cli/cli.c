@@ -31,6 +31,9 @@ int cli_parse(int argc, char **argv, const char *allowed, int max_args, const ch
         {'c', "-c", "--config", true},    {'s', NULL, "--state-dir", true},
         {'j', NULL, "--json", false},     {'r', NULL, "--ref", true},
         {'l', NULL, "--log-level", true}, {'p', NULL, "--report", true},
+        {'v', NULL, "--service", true},   {'w', NULL, "--cloudwatch", false},
+        {'t', NULL, "--status", true},    {'n', NULL, "--limit", true},
+        {'e', NULL, "--reason", true},
     };
     memset(o, 0, sizeof(*o));
     for (int i = 0; i < argc; i++) {
@@ -80,6 +83,28 @@ int cli_parse(int argc, char **argv, const char *allowed, int max_args, const ch
             case 'p':
                 o->report = val;
                 break;
+            case 'v':
+                o->service = val;
+                break;
+            case 'w':
+                o->cloudwatch = true;
+                break;
+            case 't':
+                o->status = val;
+                break;
+            case 'n': {
+                char *end;
+                long v = strtol(val, &end, 10);
+                if (*val == '\0' || *end != '\0' || v < 1 || v > 1000000) {
+                    cli_error("usage", "--limit expects a number from 1 to 1000000, got '%s'", val);
+                    return ASR_EXIT_USAGE;
+                }
+                o->limit = (int)v;
+                break;
+            }
+            case 'e':
+                o->reason = val;
+                break;
             }
             continue;
         }
@@ -125,6 +150,15 @@ char *cli_state_dir(const struct cli_opts *o)
     }
     const char *env = getenv("ASR_STATE_DIR");
     return absolute(env != NULL && env[0] != '\0' ? env : ".asr");
+}
+
+void cli_print_json_line(json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (s != NULL) {
+        printf("%s\n", s);
+        free(s);
+    }
 }
 
 void cli_print_json(json_t *v)

@@ -23,13 +23,19 @@ struct cli_opts {
     const char *ref;         /* --ref REV */
     const char *log_level;   /* --log-level LEVEL */
     const char *report;      /* --report FILE */
+    const char *service;     /* --service NAME */
+    bool cloudwatch;         /* --cloudwatch */
+    const char *status;      /* --status open|resolved */
+    int limit;               /* --limit N (0: not given) */
+    const char *reason;      /* --reason TEXT */
     bool help;
     char *args[8]; /* positional arguments */
     int nargs;
 };
 
 /* Parses argv (after the subcommand name). allowed: letters of the options the command accepts:
- * c config, s state-dir, j json, r ref, l log-level, p report. Prints usage errors itself and
+ * c config, s state-dir, j json, r ref, l log-level, p report, v service, w cloudwatch,
+ * t status, n limit, e reason. Prints usage errors itself and
  * returns ASR_EXIT_USAGE, else 0. */
 int cli_parse(int argc, char **argv, const char *allowed, int max_args, const char *usage,
               struct cli_opts *o);
@@ -40,6 +46,8 @@ void cli_error(const char *what, const char *fmt, ...) __attribute__((format(pri
 char *cli_state_dir(const struct cli_opts *o);
 /* Prints a JSON value followed by a newline. */
 void cli_print_json(json_t *v);
+/* Prints a JSON value on one line (JSON lines output). */
+void cli_print_json_line(json_t *v);
 
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
@@ -48,5 +56,8 @@ int cmd_rollback(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_git(int argc, char **argv);
 int cmd_templates(int argc, char **argv);
+int cmd_detect(int argc, char **argv);
+int cmd_incidents(int argc, char **argv);
+int cmd_incident(int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
 #include "asr/store.h"
 #include "asr/timeutil.h"
 #include "cli/cli.h"
+#include "detect/detector.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +247,23 @@ int cmd_config(int argc, char **argv)
     rc = asr_config_load(o.config_path, &cfg, &err);
     if (rc != 0) {
         cli_error("config", "%s", asr_err_msg(&err, rc));
+        return ASR_EXIT_FAIL;
+    }
+    /* The signatures compile only in the detector (Hyperscan and PCRE2): build one, as the
+     * daemon would, against a throwaway store. */
+    struct asr_store *st = NULL;
+    struct asr_detector *det = NULL;
+    struct asr_detector_opts dopts = {.cfg = cfg};
+    rc = asr_store_open_file(":memory:", &st, &err);
+    if (rc == 0) {
+        dopts.store = st;
+        rc = asr_detector_create(&dopts, &det, &err);
+    }
+    asr_detector_destroy(det);
+    asr_store_close(st);
+    if (rc != 0) {
+        cli_error("config", "%s", asr_err_msg(&err, rc));
+        asr_config_free(cfg);
         return ASR_EXIT_FAIL;
     }
     printf("%s: ok (%zu service%s, state dir %s)\n", o.config_path, cfg->nservices,

@@ -4,7 +4,10 @@
  *
  * Duties of the loop, in the manner of Redis' serverCron list:
  *   - services: proxy connections, health probes, crash restarts, deployments (service.c)
- *   - control socket: status, deploy, rollback requests from the CLI (api/control.c)
+ *   - detection: every slot line and every line of the services' log_files goes through the
+ *     detector (detect/detector.c), which commits new incidents at once and flushes counters,
+ *     context and file positions every 100 ms; unexpected exits become incidents too
+ *   - control socket: status, deploy, rollback, resolve requests from the CLI (api/control.c)
  *   - signals: SIGTERM/SIGINT stop everything cleanly; SIGHUP reloads the config, keeping the
  *     running one when the new one is invalid
  * The state dir is locked (flock on asr.lock) so two daemons never share one.
@@ -17,6 +20,8 @@
 #include "asr/store.h"
 #include "asr/timeutil.h"
 #include "cli/cli.h"
+#include "detect/detector.h"
+#include "detect/tail.h"
 #include "recover/service.h"
 
 #include <errno.h>
@@ -27,17 +32,33 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_SERVICES 64
+#define MAX_LOG_FILES 256
 
 static const char RUN_USAGE[] =
     "usage: asr run -c FILE [--state-dir DIR] [--log-level debug|info|warn|error]\n"
     "Runs the asr daemon in the foreground: builds, deploys, proxies, health-checks and\n"
     "restarts the configured services. SIGTERM stops it; SIGHUP reloads the config.\n";
 
+struct daemon;
+
+/* One followed log file of a service. */
+struct file_source {
+    struct daemon *d;
+    struct asr_tail *tail;
+    char *service;
+    char *path;
+    char *source; /* "file:PATH" */
+};
+
 struct daemon {
     uv_loop_t *loop;
+    struct asr_detector *det;
+    struct file_source *files[MAX_LOG_FILES];
+    int nfiles;
     struct asr_config *cfg;
     struct retired *retired; /* older configs still referenced by services being removed */
     char *state_dir;
@@ -55,13 +76,142 @@ struct daemon {
     bool state_dir_from_cli;
 };
 
-static void on_slot_line(struct asr_service *svc, const char *slot, int stream, const char *line,
-                         size_t len, void *data)
+static int64_t wall_us(void)
 {
-    (void)data;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void detect_line(struct daemon *d, const struct asr_line *ln)
+{
+    struct asr_err err = {0};
+    if (d->det != NULL && asr_detector_line(d->det, ln, &err) != 0)
+        asr_error("detect: %s", err.msg);
+}
+
+static void on_slot_line(struct asr_service *svc, const char *slot, const char *commit, int stream,
+                         const char *line, size_t len, void *data)
+{
+    struct daemon *d = data;
+    int64_t us = wall_us();
     /* Service output is attacker-influenced text: print it as data, never as a format. */
     asr_info("[%s/%s %s] %.*s", asr_service_name(svc), slot, stream == 1 ? "out" : "err",
              (int)(len > 4096 ? 4096 : len), line);
+    struct asr_line ln = {.service = asr_service_name(svc),
+                          .source = stream == 1 ? "stdout" : "stderr",
+                          .slot = slot,
+                          .release = commit,
+                          .text = line,
+                          .len = len,
+                          .at_ms = us / 1000,
+                          .received_us = us};
+    detect_line(d, &ln);
+}
+
+static void on_slot_exit(struct asr_service *svc, const char *slot, const char *commit, int status,
+                         int term_signal, void *data)
+{
+    struct daemon *d = data;
+    struct asr_err err = {0};
+    if (d->det != NULL && asr_detector_exit(d->det, asr_service_name(svc), slot, commit, status,
+                                            term_signal, &err) != 0)
+        asr_error("detect: %s", err.msg);
+}
+
+/* After each commit of a new incident: one log line, with the commit time for latency checks. */
+static void on_incident(void *data, const struct asr_incident *inc, bool opened)
+{
+    (void)data;
+    if (!opened)
+        return;
+    int64_t us = wall_us();
+    asr_warn("incident %lld opened: service=%s signature=%s severity=%s fingerprint=%.200s "
+             "received_us=%lld committed_us=%lld",
+             (long long)inc->id, inc->service, inc->signature, inc->severity, inc->fingerprint,
+             (long long)inc->received_us, (long long)us);
+}
+
+/* ---- log files ------------------------------------------------------------------------------- */
+
+static void file_line_cb(void *data, const char *line, size_t len, bool cut,
+                         const struct asr_tail_pos *pos)
+{
+    (void)cut;
+    struct file_source *f = data;
+    int64_t us = wall_us();
+    struct asr_log_position lp = {f->path, pos->dev, pos->ino, pos->offset};
+    struct asr_line ln = {.service = f->service,
+                          .source = f->source,
+                          .text = line,
+                          .len = len,
+                          .at_ms = us / 1000,
+                          .received_us = us,
+                          .pos = &lp};
+    detect_line(f->d, &ln);
+}
+
+static void file_event_cb(void *data, enum asr_tail_event ev, const char *detail)
+{
+    struct file_source *f = data;
+    if (ev == ASR_TAIL_ERROR || ev == ASR_TAIL_MISSING)
+        asr_warn("log file of %s: %s", f->service, detail);
+    else
+        asr_info("log file of %s: %s", f->service, detail);
+}
+
+static void file_source_free(struct file_source *f)
+{
+    if (f == NULL)
+        return;
+    asr_tail_stop(f->tail);
+    free(f->service);
+    free(f->path);
+    free(f->source);
+    free(f);
+}
+
+static void stop_files(struct daemon *d)
+{
+    for (int i = 0; i < d->nfiles; i++)
+        file_source_free(d->files[i]);
+    d->nfiles = 0;
+}
+
+/* Follows every log_files entry of the config, each from its saved position. */
+static int start_files(struct daemon *d, struct asr_err *err)
+{
+    for (size_t i = 0; i < d->cfg->nservices; i++) {
+        const struct asr_service_cfg *sc = &d->cfg->services[i];
+        for (size_t k = 0; sc->log_files != NULL && sc->log_files[k] != NULL; k++) {
+            if (d->nfiles == MAX_LOG_FILES)
+                return asr_err_set(err, ASR_ECONFIG, "more than %d log files", MAX_LOG_FILES);
+            struct file_source *f = calloc(1, sizeof(*f));
+            size_t sl = strlen(sc->log_files[k]) + 6;
+            if (f == NULL || (f->service = strdup(sc->name)) == NULL ||
+                (f->path = strdup(sc->log_files[k])) == NULL || (f->source = malloc(sl)) == NULL) {
+                file_source_free(f);
+                return asr_err_set(err, ASR_ENOMEM, "out of memory");
+            }
+            snprintf(f->source, sl, "file:%s", f->path);
+            f->d = d;
+            struct asr_log_position saved;
+            struct asr_err e2 = {0};
+            struct asr_tail_opts to = {.path = f->path,
+                                       .from_end = true,
+                                       .on_line = file_line_cb,
+                                       .on_event = file_event_cb,
+                                       .data = f};
+            if (asr_store_log_position(d->store, f->path, &saved, &e2) == 0)
+                to.start = (struct asr_tail_pos){saved.dev, saved.ino, saved.offset};
+            if (asr_tail_start(d->loop, &to, &f->tail, err) != 0) {
+                file_source_free(f);
+                return err->code != 0 ? err->code : ASR_EIO;
+            }
+            d->files[d->nfiles++] = f;
+        }
+    }
+    return 0;
 }
 
 static struct asr_service *find_service(struct daemon *d, const char *name)
@@ -97,9 +247,20 @@ static json_t *daemon_status(struct daemon *d)
     json_t *svcs = json_array();
     for (int i = 0; i < d->nservices; i++)
         json_array_append_new(svcs, asr_service_status(d->services[i]));
-    return json_pack("{s:b, s:{s:i, s:s, s:s, s:I}, s:o}", "ok", 1, "daemon", "pid", (int)getpid(),
-                     "config", d->cfg->path, "state_dir", d->state_dir, "uptime_ms",
-                     (json_int_t)(asr_time_wall_ms() - d->started_at), "services", svcs);
+    struct asr_detector_stats ds = {0};
+    if (d->det != NULL)
+        asr_detector_stats(d->det, &ds);
+    json_t *det =
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "lines", (json_int_t)ds.lines,
+                  "signature_hits", (json_int_t)ds.signature_hits, "generic_hits",
+                  (json_int_t)ds.generic_hits, "faults", (json_int_t)ds.faults, "opened",
+                  (json_int_t)ds.opened, "absorbed", (json_int_t)ds.absorbed, "suppressed",
+                  (json_int_t)ds.suppressed, "verifications", (json_int_t)ds.verifications,
+                  "flush_errors", (json_int_t)ds.flush_errors);
+    return json_pack("{s:b, s:{s:i, s:s, s:s, s:I, s:o}, s:o}", "ok", 1, "daemon", "pid",
+                     (int)getpid(), "config", d->cfg->path, "state_dir", d->state_dir, "uptime_ms",
+                     (json_int_t)(asr_time_wall_ms() - d->started_at), "detection", det, "services",
+                     svcs);
 }
 
 static void control_handler(struct asr_control_conn *conn, json_t *req, void *data)
@@ -116,6 +277,17 @@ static void control_handler(struct asr_control_conn *conn, json_t *req, void *da
     }
     if (d->stop_requested) {
         asr_control_reply_error(conn, "asr is stopping");
+        return;
+    }
+    if (strcmp(cmd, "resolve") == 0) {
+        json_int_t id = json_integer_value(json_object_get(req, "id"));
+        const char *reason = json_string_value(json_object_get(req, "reason"));
+        struct asr_err err = {0};
+        int rc = asr_detector_resolve(d->det, id, reason != NULL ? reason : "resolved", &err);
+        if (rc != 0)
+            asr_control_reply_error(conn, asr_err_msg(&err, rc));
+        else
+            asr_control_reply(conn, json_pack("{s:b, s:I}", "ok", 1, "id", id));
         return;
     }
     if (strcmp(cmd, "deploy") == 0 || strcmp(cmd, "rollback") == 0) {
@@ -161,6 +333,12 @@ static void finish_stop(struct daemon *d)
     d->nservices = 0;
     asr_control_close(d->control);
     d->control = NULL;
+    stop_files(d);
+    struct asr_err err = {0};
+    if (d->det != NULL && asr_detector_flush(d->det, true, &err) != 0)
+        asr_error("detect: final write failed: %s", err.msg);
+    asr_detector_destroy(d->det);
+    d->det = NULL;
     if (d->signals_started) {
         uv_close((uv_handle_t *)&d->sig_term, NULL);
         uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -314,13 +492,46 @@ static int apply_config(struct daemon *d, struct asr_config *next, struct asr_er
     return rc;
 }
 
+static struct asr_detector *new_detector(struct daemon *d, const struct asr_config *cfg,
+                                         struct asr_err *err)
+{
+    struct asr_detector *det = NULL;
+    struct asr_detector_opts o = {.cfg = cfg,
+                                  .store = d->store,
+                                  .loop = d->loop,
+                                  .persist_templates = true,
+                                  .on_incident = on_incident,
+                                  .data = d};
+    if (asr_detector_create(&o, &det, err) != 0)
+        return NULL;
+    return det;
+}
+
 static void reload(struct daemon *d)
 {
     struct asr_config *next = NULL;
+    struct asr_detector *det = NULL;
     struct asr_err err = {0};
     int rc = asr_config_load(d->cfg->path, &next, &err);
+    if (rc == 0) {
+        /* The new detector resumes from the store: the old one writes everything first. */
+        stop_files(d);
+        if (asr_detector_flush(d->det, true, &err) != 0)
+            asr_error("detect: write before reload failed: %s", err.msg);
+        if ((det = new_detector(d, next, &err)) == NULL)
+            rc = err.code != 0 ? err.code : ASR_ECONFIG;
+    }
     if (rc == 0)
         rc = apply_config(d, next, &err);
+    if (rc == 0 || rc == ASR_EBUSY) {
+        asr_detector_destroy(d->det);
+        d->det = det;
+    } else {
+        asr_detector_destroy(det);
+    }
+    struct asr_err ferr = {0};
+    if (!d->stop_requested && start_files(d, &ferr) != 0)
+        asr_error("log files: %s", ferr.msg);
     if (rc == ASR_EBUSY) {
         asr_error("config reloaded from %s, but incomplete: %s", d->cfg->path, err.msg);
         asr_store_event_add(d->store, NULL, "daemon", "config.reload_incomplete", err.msg, NULL);
@@ -472,7 +683,17 @@ int cmd_run(int argc, char **argv)
                                      .state_dir = d.state_dir,
                                      .self_exe = self,
                                      .max_connections = connection_cap(d.cfg->nservices),
-                                     .on_line = on_slot_line};
+                                     .on_line = on_slot_line,
+                                     .on_exit = on_slot_exit,
+                                     .on_line_data = &d};
+    if ((d.det = new_detector(&d, d.cfg, &err)) == NULL) {
+        cli_error("config", "%s", err.msg);
+        goto out_loop;
+    }
+    if (start_files(&d, &err) != 0) {
+        cli_error("run", "log files: %s", err.msg);
+        goto out_loop;
+    }
     for (size_t i = 0; i < d.cfg->nservices && i < MAX_SERVICES; i++) {
         struct asr_service *svc;
         if (asr_service_create(&d.ctx, &d.cfg->services[i], &svc, &err) != 0) {
@@ -504,6 +725,9 @@ int cmd_run(int argc, char **argv)
 
 out_loop:
     /* Startup failed after the loop was in use: shut down what was created. */
+    stop_files(&d);
+    asr_detector_destroy(d.det);
+    d.det = NULL;
     if (d.nservices > 0) {
         d.stopping = d.nservices;
         for (int i = 0; i < d.nservices; i++)

@@ -20,6 +20,13 @@ static const char USAGE[] =
     "  config check -c FILE               validate a config file\n"
     "  templates --format FMT [--mask RE]... LOGFILE\n"
     "                                     mine log templates; CSV LineId,ClusterId,EventTemplate\n"
+    "  detect -c FILE [LOGFILE|-] [--cloudwatch] [--service NAME]\n"
+    "                                     offline detection; incidents as JSON lines\n"
+    "  incidents [--json] [--service NAME] [--status open|resolved] [--limit N]\n"
+    "                                     list incidents, newest first\n"
+    "  incident show ID [--json]          an incident with its context and timeline\n"
+    "  incident resolve ID [--reason TEXT]\n"
+    "                                     close an incident (its fingerprint cools down)\n"
     "\n"
     "Commands find the daemon through its state dir: --state-dir DIR, or the state_dir of\n"
     "-c FILE, or $ASR_STATE_DIR, or ./.asr. Each command takes --help.\n";
@@ -28,8 +35,9 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
 } commands[] = {
-    {"run", cmd_run},           {"status", cmd_status}, {"deploy", cmd_deploy},
-    {"rollback", cmd_rollback}, {"config", cmd_config}, {"templates", cmd_templates},
+    {"run", cmd_run},           {"status", cmd_status},       {"deploy", cmd_deploy},
+    {"rollback", cmd_rollback}, {"config", cmd_config},       {"templates", cmd_templates},
+    {"detect", cmd_detect},     {"incidents", cmd_incidents}, {"incident", cmd_incident},
     {"_git", cmd_git},
 
 };

@@ -253,7 +253,8 @@ static void slot_line_cb(struct asr_proc *p, int stream, const char *line, size_
     if ((stream == 1 && !svc->cfg->log_stdout) || (stream == 2 && !svc->cfg->log_stderr))
         return;
     if (svc->ctx.on_line != NULL)
-        svc->ctx.on_line(svc, slot_names[s->idx], stream, line, len, svc->ctx.on_line_data);
+        svc->ctx.on_line(svc, slot_names[s->idx], s->commit[0] != '\0' ? s->commit : NULL, stream,
+                         line, len, svc->ctx.on_line_data);
 }
 
 static void slot_clear(struct slot *s)
@@ -297,6 +298,8 @@ static void slot_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out
     slot_stopped_cb stopped = s->stopped_cb;
     void *stopped_data = s->stopped_data;
     s->stopped_cb = NULL;
+    char commit[sizeof(s->commit)];
+    memcpy(commit, s->commit, sizeof(commit));
     slot_clear(s);
     if (expected) {
         event(svc, "supervisor", "slot.stopped", "slot=%s pid=%d status=%d", slot_names[s->idx],
@@ -313,6 +316,9 @@ static void slot_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out
         snprintf(why, sizeof(why), "exited with status %d", status);
     event(svc, "supervisor", "slot.exited", "slot=%s pid=%d %s (was %s)", slot_names[s->idx], pid,
           why, slot_state_names[was]);
+    if (svc->ctx.on_exit != NULL)
+        svc->ctx.on_exit(svc, slot_names[s->idx], commit[0] != '\0' ? commit : NULL, status, sig,
+                         svc->ctx.on_line_data);
     if (was == SLOT_STARTING && ready != NULL) {
         ready(s, ASR_EEXIT, why);
         return;

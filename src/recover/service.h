@@ -32,10 +32,15 @@ struct asr_runtime_ctx {
     const char *state_dir;
     const char *self_exe;   /* the asr binary, run as `asr _git ...` for git work */
     size_t max_connections; /* per service proxy; 0: the proxy's default */
-    /* Called for every line a slot writes (stream 1 stdout, 2 stderr); may be NULL. */
-    void (*on_line)(struct asr_service *svc, const char *slot, int stream, const char *line,
-                    size_t len, void *data);
-    void *on_line_data;
+    /* Called for every line a slot writes (stream 1 stdout, 2 stderr), with the commit of the
+     * slot's release; may be NULL. */
+    void (*on_line)(struct asr_service *svc, const char *slot, const char *commit, int stream,
+                    const char *line, size_t len, void *data);
+    /* Called when a slot's process exits without being asked to (a crash, or a failed start):
+     * status is the exit code or 128 + signal, term_signal the signal or 0. May be NULL. */
+    void (*on_exit)(struct asr_service *svc, const char *slot, const char *commit, int status,
+                    int term_signal, void *data);
+    void *on_line_data; /* data of both callbacks */
 };
 
 /* progress: a short human line; done: rc 0 with a JSON result (borrowed), or an error message. */

@@ -498,9 +498,9 @@ json_t *asr_incident_json(const struct asr_incident *inc, const struct asr_incid
         json_t *tl = json_array();
         bad |= json_object_set_new(o, "timeline", tl);
         for (size_t i = 0; tl != NULL && i < nnotes; i++) {
-            json_t *e =
-                json_pack("{s:I, s:s, s:o}", "at_ms", (json_int_t)notes[i].at, "kind",
-                          notes[i].kind != NULL ? notes[i].kind : "", str_or_null(notes[i].detail));
+            json_t *e = json_pack("{s:I, s:s, s:o}", "at_ms", (json_int_t)notes[i].at, "kind",
+                                  notes[i].kind != NULL ? notes[i].kind : "", "detail",
+                                  str_or_null(notes[i].detail));
             bad |= json_array_append_new(tl, e);
         }
     }
