@@ -211,24 +211,47 @@ static uint64_t scan_token(const struct asr_miner *m, const char *s, size_t n, s
     uint64_t h = FNV_OFF;
     size_t o = 0;
     bool last_var = false, any_var = false, digit = false, only_var = true;
+    /* A `:` right after a variable, or a piece that is just `/`, waits here: if a variable
+     * follows, it belongs to it (host:port and /address are one value). */
+    char pend = 0;
+#define FLUSH_PEND()                                                                               \
+    do {                                                                                           \
+        if (pend) {                                                                                \
+            h = (h ^ (unsigned char)pend) * FNV_MUL;                                               \
+            if (out)                                                                               \
+                out[o++] = pend;                                                                   \
+            last_var = only_var = false;                                                           \
+            pend = 0;                                                                              \
+        }                                                                                          \
+    } while (0)
+#define EMIT_VAR()                                                                                 \
+    do {                                                                                           \
+        pend = 0; /* a pending `:` follows a variable, so last_var is still true */                \
+        if (!last_var) {                                                                           \
+            h = (h ^ VAR_MARK) * FNV_MUL;                                                          \
+            if (out)                                                                               \
+                memcpy(out + o, "<*>", 3), o += 3;                                                 \
+        }                                                                                          \
+        last_var = any_var = true;                                                                 \
+    } while (0)
     size_t i = 0;
     while (i < n) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '<' && i + 2 < n && s[i + 1] == '*' && s[i + 2] == '>') {
-            if (!last_var) {
-                h = (h ^ VAR_MARK) * FNV_MUL;
-                if (out)
-                    memcpy(out + o, "<*>", 3), o += 3;
-            }
-            last_var = any_var = true;
+            EMIT_VAR();
             i += 3;
             continue;
         }
         if (cls[ch] & C_DELIM) {
-            h = (h ^ ch) * FNV_MUL;
-            if (out)
-                out[o++] = (char)ch;
-            last_var = only_var = false;
+            FLUSH_PEND();
+            if (ch == ':' && last_var) {
+                pend = ':';
+            } else {
+                h = (h ^ ch) * FNV_MUL;
+                if (out)
+                    out[o++] = (char)ch;
+                last_var = only_var = false;
+            }
             i++;
             continue;
         }
@@ -236,13 +259,28 @@ static uint64_t scan_token(const struct asr_miner *m, const char *s, size_t n, s
         while (j < n && !(cls[(unsigned char)s[j]] & C_DELIM))
             digit |= (cls[(unsigned char)s[j++]] & C_DIGIT) != 0;
         if (piece_is_var(m, s + i, j - i)) {
-            if (!last_var) {
-                h = (h ^ VAR_MARK) * FNV_MUL;
+            /* A name joined to a number by a hyphen or a dot keeps the name: node-12 ->
+             * node-<*>, core.1234 -> core.<*> (but msra-sa-41 or rdd_2_3 go whole). */
+            size_t w = i, d;
+            while (w < j && (cls[(unsigned char)s[w]] & C_ALPHA))
+                w++;
+            for (d = w + 1; d < j && (cls[(unsigned char)s[d]] & C_DIGIT); d++)
+                ;
+            if (w > i && w + 1 < j && d == j && (s[w] == '-' || s[w] == '.') &&
+                m->o.digits_are_variables) {
+                FLUSH_PEND();
+                for (size_t k = i; k <= w; k++)
+                    h = (h ^ (unsigned char)s[k]) * FNV_MUL;
                 if (out)
-                    memcpy(out + o, "<*>", 3), o += 3;
+                    memcpy(out + o, s + i, w + 1 - i), o += w + 1 - i;
+                last_var = only_var = false;
             }
-            last_var = any_var = true;
+            EMIT_VAR();
+        } else if (j - i == 1 && s[i] == '/') {
+            FLUSH_PEND();
+            pend = '/';
         } else {
+            FLUSH_PEND();
             for (size_t k = i; k < j; k++)
                 h = (h ^ (unsigned char)s[k]) * FNV_MUL;
             if (out)
@@ -251,6 +289,9 @@ static uint64_t scan_token(const struct asr_miner *m, const char *s, size_t n, s
         }
         i = j;
     }
+    FLUSH_PEND();
+#undef FLUSH_PEND
+#undef EMIT_VAR
     if (out)
         *olen = o;
     if (only_var && n > 0)
@@ -358,7 +399,7 @@ static struct cluster *best_match(struct asr_miner *m, uint32_t ntok, uint64_t r
                 conflict = true;
                 break;
             } else {
-                half += IS_WORD(t) || IS_WORD(x);
+                half += IS_WORD(t) || (IS_WORD(x) && t != WILD);
             }
         }
         if (conflict)
