@@ -84,6 +84,23 @@ int asr_sigset_create(const struct asr_signature_cfg *sigs, size_t n, unsigned f
 int asr_sigset_scan(struct asr_sigset *s, const char *line, size_t len, asr_sig_hit_cb cb,
                     void *data);
 
+/* A hit of asr_sigset_scan_block(), with the line (len bytes, without its newline) it is in. */
+typedef bool (*asr_sig_line_hit_cb)(void *data, const char *line, size_t len,
+                                    const struct asr_sig_hit *hit);
+
+/*
+ * Scans a block of lines, each ended by '\n' (the last one may lack it), with the results of
+ * calling asr_sigset_scan() on each line in turn: the same hits, in line order and within a
+ * line in the same order, until cb returns false. It is the fast path for bulk input (a chunk
+ * of a file, a CloudWatch batch): one Hyperscan call for the whole block finds the few lines
+ * that can match, and only those are scanned one by one (bench/sigscan.md: ~0.8 GB/s line by
+ * line against several GB/s per block for 100 signatures). The block database is compiled on
+ * the first call (roughly as long as asr_sigset_create took). Returns the number of hits, or a
+ * negative ASR_E* code as asr_sigset_scan does (ASR_ETOOBIG for a block of 4 GiB or more).
+ */
+int asr_sigset_scan_block(struct asr_sigset *s, const char *buf, size_t len, asr_sig_line_hit_cb cb,
+                          void *data);
+
 /* Number of configured signatures and of generic detectors in the set. */
 size_t asr_sigset_count(const struct asr_sigset *s);
 size_t asr_sigset_generic_count(const struct asr_sigset *s);

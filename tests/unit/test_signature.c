@@ -6,8 +6,8 @@
  * Covers configured and generic detectors, captures in pattern order, every configuration error
  * (bad regex, dedupe field, too many groups, a construct Hyperscan refuses), the prefilter path
  * (back-references, lookarounds, atomic groups confirmed by PCRE2), report order, at most one
- * hit per signature, early stop, invalid UTF-8, empty sets, generic false positives and 100
- * signatures in one set.
+ * hit per signature, early stop, invalid UTF-8, empty sets, generic false positives, 100
+ * signatures in one set, and block scans that must equal line-by-line scans.
  */
 #include "detect/signature.h"
 
@@ -498,6 +498,121 @@ static void test_hundred_signatures(void **state)
     asr_sigset_destroy(set);
 }
 
+/* Renders every hit of a line-by-line scan of buf, "LINE:hit" per hit, into out. */
+struct lines {
+    const char *buf;
+    char out[1 << 17];
+    size_t len;
+    size_t stop_after, n;
+};
+
+static bool line_hit_cb(void *data, const char *line, size_t len, const struct asr_sig_hit *h)
+{
+    struct lines *l = data;
+    struct seen one = {0};
+    collect_cb(&one, h);
+    l->len += (size_t)snprintf(l->out + l->len, sizeof(l->out) - l->len, "%td:%.*s:%s\n",
+                               line - l->buf, (int)len, line, one.hit[0]);
+    assert_true(l->len < sizeof(l->out));
+    l->n++;
+    return l->stop_after == 0 || l->n < l->stop_after;
+}
+
+struct per_line {
+    struct lines *l;
+    const char *line;
+    size_t len;
+};
+
+static bool per_line_cb(void *data, const struct asr_sig_hit *h)
+{
+    struct per_line *p = data;
+    return line_hit_cb(p->l, p->line, p->len, h);
+}
+
+/* asr_sigset_scan_block() must give exactly what asr_sigset_scan() gives line by line. */
+static void same_as_lines(struct asr_sigset *set, const char *buf, size_t len)
+{
+    struct lines a = {.buf = buf}, b = {.buf = buf};
+    int ra = asr_sigset_scan_block(set, buf, len, line_hit_cb, &a);
+    int rb = 0;
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(buf + i, '\n', len - i);
+        size_t e = nl ? (size_t)(nl - buf) : len;
+        struct per_line p = {&b, buf + i, e - i};
+        rb += asr_sigset_scan(set, buf + i, e - i, per_line_cb, &p);
+        i = e + 1;
+    }
+    if (ra != rb || strcmp(a.out, b.out) != 0)
+        fail_msg("block (%d hits):\n%s\nline by line (%d hits):\n%s", ra, a.out, rb, b.out);
+}
+
+static void test_block_scan(void **state)
+{
+    (void)state;
+    struct asr_signature_cfg sigs[] = {
+        SIG("KV", "key=(?<v>\\S+)"),
+        SIG("ACROSS", "a\\s+b"),  /* would run across a newline in a block */
+        SIG("NEG", "x[^y]z"),     /* likewise */
+        SIG("START", "\\Abegin"), /* \A and \z mean the line in a line scan */
+        SIG("END", "end\\z"),
+        SIG("LINE", "^whole line$"),
+        SIG("REPEAT", "(\\w+) \\1"), /* prefiltered */
+        SIG("QUOTED", "\\Q\\A\\E"),  /* a literal backslash-A, not an anchor */
+        SIG("ESC", "\\\\A"),         /* an escaped backslash, then A */
+    };
+    struct asr_sigset *set = make(sigs, sizeof(sigs) / sizeof(sigs[0]), ASR_SIGSET_GENERIC);
+    static const char *const blocks[] = {
+        "",
+        "\n",
+        "\n\n\n",
+        "key=1\nnothing\nkey=2 ERROR\n",
+        "key=3",
+        "a\nb\nx\nz\na b\nxqz\n",
+        "begin here\nwe begin\nthe end\nend not\nwhole line\n whole line\n",
+        "hello hello\nhello\nhello\n",
+        "path \\A here\nA\n\\A\n",
+        "FATAL one\nout of memory\nok\njava.lang.IllegalStateException\n",
+        "key=\xff\xfe bad bytes\nERROR\n", /* not UTF-8: the line-by-line fallback */
+        "no newline at the end ERROR",
+    };
+    for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++)
+        same_as_lines(set, blocks[i], strlen(blocks[i]));
+
+    /* A pseudo-random soup of the patterns' pieces, in blocks of many lines. */
+    static const char *const bits[] = {"a",     " ",    "b",     "\n",         "x",
+                                       "z",     "key=", "begin", "end",        "ERROR",
+                                       "hello", "\t",   "y",     "whole line", "FATAL"};
+    char buf[2048];
+    unsigned r = 12345;
+    for (int round = 0; round < 200; round++) {
+        size_t len = 0;
+        while (len < sizeof(buf) - 16) {
+            r = r * 1103515245u + 12345u;
+            const char *p = bits[(r >> 16) % (sizeof(bits) / sizeof(bits[0]))];
+            memcpy(buf + len, p, strlen(p));
+            len += strlen(p);
+        }
+        same_as_lines(set, buf, len);
+    }
+
+    /* Early stop, and a pattern that matches everywhere (also after the last newline). */
+    struct lines l = {.buf = "ERROR\nERROR\nERROR\n", .stop_after = 2};
+    assert_int_equal(asr_sigset_scan_block(set, l.buf, strlen(l.buf), line_hit_cb, &l), 2);
+    assert_string_equal(l.out, "0:ERROR:generic:error\n6:ERROR:generic:error\n");
+    asr_sigset_destroy(set);
+
+    struct asr_signature_cfg any = SIG("ANY", "x*");
+    set = make(&any, 1, 0);
+    same_as_lines(set, "a\nb\n", 4);
+    same_as_lines(set, "a\n\n", 3);
+    asr_sigset_destroy(set);
+
+    set = make(NULL, 0, 0);
+    same_as_lines(set, "ERROR\n", 6);
+    asr_sigset_destroy(set);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -518,6 +633,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_generic_hits),
         cmocka_unit_test(test_generic_false_positives),
         cmocka_unit_test(test_hundred_signatures),
+        cmocka_unit_test(test_block_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
