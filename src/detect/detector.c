@@ -511,7 +511,7 @@ static void feed_after(struct asr_detector *d, struct source *src, const char *l
     }
 }
 
-static int wait_after(struct asr_detector *d, struct source *src, struct track *t, int64_t now)
+static int wait_after(struct asr_detector *d, struct source *src, struct track *t)
 {
     json_decref(t->after);
     t->after = json_array();
@@ -534,7 +534,9 @@ static int wait_after(struct asr_detector *d, struct source *src, struct track *
     }
     src->waiting[src->nwaiting++] = t;
     t->after_src = src;
-    t->after_deadline = now + d->dc->context_wait_ms;
+    /* The wait is wall time (flushes compare it with wall_ms()), whatever the line's time:
+     * a CloudWatch event time may be long past. */
+    t->after_deadline = wall_ms() + d->dc->context_wait_ms;
     return 0;
 }
 
@@ -727,7 +729,18 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
         d->st.flush_errors++;
         goto out;
     }
-    /* Written: move what was pending into the tracks' stored state. */
+    /* Written. Drop the notes that were in the batch (their track had an id when it was
+     * gathered) before the opened tracks get their ids: the notes of those tracks were held
+     * back and are written by the second round below. */
+    size_t keep = 0;
+    for (size_t i = 0; i < d->nnotes; i++) {
+        if (d->notes[i].t->id != 0)
+            note_free(&d->notes[i]);
+        else
+            d->notes[keep++] = d->notes[i];
+    }
+    d->nnotes = keep;
+    /* Move what was pending into the tracks' stored state. */
     for (size_t i = 0; i < nopened; i++) {
         struct track *t = opened_t[i];
         t->id = opened[i].id;
@@ -749,14 +762,6 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
             }
         }
     }
-    size_t keep = 0;
-    for (size_t i = 0; i < d->nnotes; i++) {
-        if (d->notes[i].t->id != 0)
-            note_free(&d->notes[i]);
-        else
-            d->notes[keep++] = d->notes[i];
-    }
-    d->nnotes = keep;
     for (size_t i = 0; i < d->nsvcs; i++)
         for (size_t k = 0; k < d->svcs[i].stats.cap; k++)
             if (d->svcs[i].stats.e[k].key != 0)
@@ -877,7 +882,7 @@ static int open_incident(struct asr_detector *d, struct service *svc, struct sou
     }
     /* Grouping: a service's faults close together share the first one as their parent. */
     struct track *root = svc->group_root;
-    if (root != NULL && root != t && root->open && root->id != 0 &&
+    if (root != NULL && root != t && root->open && root->id != 0 && d->dc->group_window_ms > 0 &&
         now - svc->group_last_ms <= d->dc->group_window_ms) {
         inc->parent_id = root->id;
         add_note(d, root, "grouped", "incident for %s joined this group", f->fingerprint);
@@ -901,7 +906,7 @@ static int open_incident(struct asr_detector *d, struct service *svc, struct sou
     t->dirty = false;
     if (t->after_src != NULL)
         source_unwait(t->after_src, t);
-    int rc = wait_after(d, src, t, now);
+    int rc = wait_after(d, src, t);
     if (rc != 0)
         return rc;
     d->st.opened++;
@@ -1135,9 +1140,9 @@ int asr_detector_exit(struct asr_detector *d, const char *service, const char *s
         rc = 0;
     } else {
         rc = handle_fault(d, svc, NULL, &ln, line, ln.len, &f, false);
-        /* open_incident took no context from src NULL; use stderr's ring instead. */
-        if (rc == 0 && t == NULL && (t = track_find(d, f.fingerprint)) != NULL &&
-            t->pending != NULL) {
+        /* open_incident took no context from src NULL; use stderr's ring instead (also when
+         * the exit reopens a resolved fingerprint). */
+        if (rc == 0 && (t = track_find(d, f.fingerprint)) != NULL && t->pending != NULL) {
             json_t *before = ring_json(d, ctx);
             char *txt = before != NULL ? json_text(before) : NULL;
             json_decref(before);
