@@ -53,13 +53,15 @@ done
 say "GET /health is 200 through the proxy $(ms_since "$t0") ms after start (build and tests included)"
 run "$asr" status --state-dir "$state"
 
-bold "3. The service has faults; each one logs a marker line"
-for route in run db-timeout; do
+bold "3. The service has faults; each one logs a marker line, and asr opens an incident"
+for route in run db-timeout db-timeout db-timeout; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:8080/test-fault/$route")
     say "POST /test-fault/$route -> $code"
 done
-sleep 0.2
-grep -E 'FAULT_(SQL|DB)' "$work/asr.log" | sed 's/^/     /' | tail -n 2
+sleep 0.3
+grep -E 'incident [0-9]+ opened' "$work/asr.log" | sed -E 's/^.*WARN  /     /' | tail -n 2
+say "one incident per fingerprint; the repeats are counted, and related faults are grouped:"
+run "$asr" incidents --state-dir "$state"
 
 bold "4. A crash: the process aborts; asr restarts it at once"
 t0=$(date +%s%N)
@@ -67,6 +69,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:8080/test
 until healthy; do sleep 0.005; done
 say "the crashing request got $code; the service answered 200 again $(ms_since "$t0") ms later"
 grep -E 'slot.(exited|recovered)' "$work/asr.log" | sed -E 's/^.*(INFO |WARN )  /     /' | tail -n 2
+sleep 0.3
+say "the crash is an incident too, with what the process said last as its context:"
+id=$("$asr" incidents --state-dir "$state" --json | python3 -c 'import json,sys; print([i["id"] for i in map(json.loads, sys.stdin) if i["kind"] == "exit"][0])')
+run "$asr" incident show "$id" --state-dir "$state"
 
 bold "5. Deploy a fix while clients keep calling: blue/green, no failed request"
 sed -i 's/"SELECT FROM orders"/"SELECT count(*) FROM orders"/' "$repo/app/src/db.c"
