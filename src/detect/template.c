@@ -209,6 +209,20 @@ static uint64_t scan_token(const struct asr_miner *m, const char *s, size_t n, s
         return WILD;
     }
     uint64_t h = FNV_OFF;
+    /* Fast path for the commonest token, a plain word of letters: same hash as below. */
+    size_t i = 0;
+    unsigned char hex = C_HEX;
+    for (; i < n && (cls[(unsigned char)s[i]] & C_ALPHA); i++) {
+        hex &= cls[(unsigned char)s[i]];
+        h = (h ^ (unsigned char)s[i]) * FNV_MUL;
+    }
+    if (i == n && n > 0 && !out && !(hex && n >= 8)) {
+        if (is_date_word(s, n))
+            return h | 1u;
+        h &= ~(uint64_t)1;
+        return h == WILD ? 2 : h;
+    }
+    h = FNV_OFF;
     size_t o = 0;
     bool last_var = false, any_var = false, digit = false, only_var = true;
     /* A `:` right after a variable, or a piece that is just `/`, waits here: if a variable
@@ -234,7 +248,7 @@ static uint64_t scan_token(const struct asr_miner *m, const char *s, size_t n, s
         }                                                                                          \
         last_var = any_var = true;                                                                 \
     } while (0)
-    size_t i = 0;
+    i = 0;
     while (i < n) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '<' && i + 2 < n && s[i + 1] == '*' && s[i + 2] == '>') {
@@ -370,7 +384,11 @@ static void evict_one(struct asr_miner *m)
  * refinement: where template and message hold two different plain words (`ok` / `error`,
  * `bytes` / `values`), they are different events, so that cluster is not a candidate at all.
  * Variables are told apart from words by their digits, which is what keeps `Link ok` and
- * `Link error` apart while `Link 3` and `Link 4` join.
+ * `Link error` apart while `Link 3` and `Link 4` join. Second refinement: where the template
+ * has a plain word and the message a variable (or the template a variable other than a bare
+ * `<*>` and the message a word), the position counts half against the similarity, so a message
+ * that agrees on exactly half its tokens, by the threshold, does not turn constant words into
+ * variables (`(root) CMD (run-parts X)` and `(root) CMD (/opt/y a)`).
  */
 static struct cluster *best_match(struct asr_miner *m, uint32_t ntok, uint64_t route)
 {

@@ -11,13 +11,18 @@
  *   into pieces; a piece is a variable when an alphanumeric run in it starts with a digit
  *   (42, 10.0.0.1, 0x1f, blk_-123), when it is an absolute path or long hex, or when it is `<*>`
  *   from a preprocessing mask. Variable pieces become `<*>`, so `ambient=30` has the shape
- *   `ambient=<*>` and `(10.0.0.1:80),` the shape `(<*>:<*>),`; a token that is all variable is
- *   `<*>`. Tokens are compared by the 64-bit hash of their shape.
+ *   `ambient=<*>` and `(TID 12),` the shape `(TID <*>),`; a name joined to a number keeps the
+ *   name (`node-12` -> `node-<*>`, `core.7` -> `core.<*>`); host:port and /address are one
+ *   value; a token that is all variable is `<*>`. Tokens are compared by the 64-bit hash of
+ *   their shape. Names with a digit inside (eth1, Slf4jLogger) stay constants.
  * - Route by token count and first token (only a plain word gets a route of its own; a word with
  *   no match there may still join a cluster that starts with a variable).
  * - Join the most similar cluster of the route if Drain's similarity (agreeing constant
- *   positions / length) reaches the threshold, except that a cluster holding a different plain
- *   word (no digit) in some position is never joined: `Link ok` and `Link error` stay apart.
+ *   positions / length) reaches the threshold, with two refinements for plain words (no digit,
+ *   not a month, weekday or zone name): a cluster holding a different plain word in some
+ *   position is never joined (`Link ok` and `Link error` stay apart), and a position where one
+ *   side has a plain word and the other a variable counts half a position against the
+ *   similarity.
  * - Where a joined template and the message differ, the position becomes `<*>`, keeping the
  *   delimiters both share at the front and back (`[node_A8]` + `[node_B8]` -> `[<*>]`).
  * Memory is bounded: at most max_clusters clusters (least recently used is evicted), at most
