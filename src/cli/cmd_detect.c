@@ -4,7 +4,8 @@
  * Offline detection: the same detector the daemon runs (src/detect/detector.c), fed from a file,
  * stdin, or CloudWatch Logs subscription payloads, writing to a private in-memory store. At the
  * end of the input every incident is printed as one JSON line, oldest first, in the format of
- * `asr incidents --json`. Nothing is written to the daemon's store.
+ * `asr incidents --json`. Nothing is written to the daemon's store. Grouping needs the time a
+ * fault happened, so it applies to CloudWatch events (their timestamps) and not to file input.
  *
  * CloudWatch input is one delivery per line (the {"awslogs":{"data":...}} envelope, or the inner
  * JSON), or a whole file of gzip bytes. A delivery that cannot be decoded is reported on stderr
@@ -35,7 +36,8 @@ static const char USAGE[] =
     "the incidents as JSON lines at the end of the input. --cloudwatch reads CloudWatch Logs\n"
     "subscription payloads, one per line (or one gzip file). --service picks the service whose\n"
     "signatures apply (needed when FILE has several; for CloudWatch the service named like the\n"
-    "last part of the log group is used otherwise).\n";
+    "last part of the log group is used otherwise). Incidents are grouped only for CloudWatch\n"
+    "input, whose events carry their own time.\n";
 
 struct run {
     struct asr_detector *det;
@@ -234,6 +236,11 @@ int cmd_detect(int argc, char **argv)
         cli_error("detect", "%s", err.msg);
         goto out;
     }
+    /* Lines of a file or stdin carry no time of their own here, only when asr read them, and a
+     * whole day of log is read in a second: grouping by that time would put every incident
+     * under the first. CloudWatch events have their own timestamps, so grouping stays. */
+    if (!o.cloudwatch)
+        cfg->detection.group_window_ms = 0;
     struct asr_detector_opts dopts = {.cfg = cfg, .store = st};
     if (asr_detector_create(&dopts, &det, &err) != 0) {
         cli_error("config", "%s", err.msg);

@@ -169,9 +169,15 @@ struct track {
 };
 
 struct note {
-    struct track *t; /* the incident, by track (its id may not exist yet) */
+    int64_t incident_id; /* the incident, when it was stored when the note was made... */
+    struct track *t;     /* ...else by track, whose id the next flush knows */
     int64_t at;
     char *kind, *detail;
+};
+
+/* The last counters of an incident whose track was taken over by a new incident. */
+struct retired {
+    int64_t id, count, verifications, last_seen;
 };
 
 struct position {
@@ -191,6 +197,8 @@ struct asr_detector {
     size_t nnotes, notes_cap;
     struct position *positions;
     size_t npositions;
+    struct retired *retired;
+    size_t nretired, retired_cap;
     bool need_flush;
     bool has_pending; /* some track holds an incident not stored yet */
     uv_timer_t *timer;
@@ -285,6 +293,7 @@ static int add_note(struct asr_detector *d, struct track *t, const char *kind, c
     va_end(ap);
     struct note *n = &d->notes[d->nnotes];
     n->t = t;
+    n->incident_id = t->id;
     n->at = wall_ms();
     n->kind = strdup(kind);
     n->detail = strdup(buf);
@@ -617,6 +626,12 @@ static int restore_template_cb(void *data, const struct asr_template_row *row)
 
 /* ---- flushing ------------------------------------------------------------------------------ */
 
+/* The incident a note belongs to, or 0 while its incident is not stored yet. */
+static int64_t note_id(const struct note *n)
+{
+    return n->incident_id != 0 ? n->incident_id : n->t->id;
+}
+
 static void note_free(struct note *n)
 {
     free(n->kind);
@@ -670,9 +685,9 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
     size_t nt = d->ntracks;
     opened = calloc(nt + 1, sizeof(*opened));
     opened_t = calloc(nt + 1, sizeof(*opened_t));
-    updates = calloc(nt + 1, sizeof(*updates));
-    updated_t = calloc(nt + 1, sizeof(*updated_t));
-    after_txt = calloc(nt + 1, sizeof(*after_txt));
+    updates = calloc(nt + d->nretired + 1, sizeof(*updates));
+    updated_t = calloc(nt + d->nretired + 1, sizeof(*updated_t));
+    after_txt = calloc(nt + d->nretired + 1, sizeof(*after_txt));
     notes = calloc(d->nnotes + 1, sizeof(*notes));
     pos = calloc(d->npositions + 1, sizeof(*pos));
     if (!opened || !opened_t || !updates || !updated_t || !after_txt || !notes || !pos) {
@@ -705,11 +720,17 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
             updated_t[nupdates++] = t;
         }
     }
+    for (size_t i = 0; i < d->nretired; i++)
+        updates[nupdates++] =
+            (struct asr_incident_update){.id = d->retired[i].id,
+                                         .count = d->retired[i].count,
+                                         .verifications = d->retired[i].verifications,
+                                         .last_seen = d->retired[i].last_seen};
     /* Notes of incidents not stored yet wait for the next flush (after their insert). */
     size_t nn = 0;
     for (size_t i = 0; i < d->nnotes; i++)
-        if (d->notes[i].t->id != 0)
-            notes[nn++] = (struct asr_incident_note){.incident_id = d->notes[i].t->id,
+        if (note_id(&d->notes[i]) != 0)
+            notes[nn++] = (struct asr_incident_note){.incident_id = note_id(&d->notes[i]),
                                                      .at = d->notes[i].at,
                                                      .kind = d->notes[i].kind,
                                                      .detail = d->notes[i].detail};
@@ -734,7 +755,7 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
      * back and are written by the second round below. */
     size_t keep = 0;
     for (size_t i = 0; i < d->nnotes; i++) {
-        if (d->notes[i].t->id != 0)
+        if (note_id(&d->notes[i]) != 0)
             note_free(&d->notes[i]);
         else
             d->notes[keep++] = d->notes[i];
@@ -751,8 +772,11 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
         incident_row_free(t->pending);
         t->pending = NULL;
     }
+    d->nretired = 0;
     for (size_t i = 0; i < nupdates; i++) {
         struct track *t = updated_t[i];
+        if (t == NULL)
+            continue; /* a retired incident's counters */
         t->dirty = false;
         if (updates[i].context_after != NULL) {
             t->after_dirty = false;
@@ -829,6 +853,13 @@ static void fp_append(char *fp, size_t cap, const char *name, const char *v, siz
     snprintf(fp + used, cap - used, ":%s=%.*s", name, (int)len, v);
 }
 
+/* Resolved less than cooldown_ms ago. Both times are asr's wall clock: the cooldown is about when
+ * the fault was resolved here, whatever time an event says it happened. */
+static bool in_cooldown(const struct asr_detector *d, const struct track *t)
+{
+    return !t->open && wall_ms() - t->resolved_at < d->dc->cooldown_ms;
+}
+
 static int open_incident(struct asr_detector *d, struct service *svc, struct source *src,
                          const struct asr_line *ln, const char *line, size_t len, struct fault *f,
                          struct track *prev)
@@ -836,13 +867,13 @@ static int open_incident(struct asr_detector *d, struct service *svc, struct sou
     int64_t now = ln->at_ms;
     struct track *t = prev;
     if (t == NULL) {
-        if (!prune_tracks(d, now)) {
+        if (!prune_tracks(d, wall_ms())) {
             /* Too many distinct fingerprints at once (a flood of unique values): fold into one
              * overflow incident per service instead of growing without bound. */
             snprintf(f->fingerprint, sizeof(f->fingerprint), "%s:overflow", svc->cfg->name);
             f->kind = "signature";
             f->signature = "overflow";
-            if ((t = track_find(d, f->fingerprint)) != NULL && t->open) {
+            if ((t = track_find(d, f->fingerprint)) != NULL && (t->open || in_cooldown(d, t))) {
                 t->count++;
                 t->last_seen = now;
                 t->dirty = true;
@@ -891,13 +922,30 @@ static int open_incident(struct asr_detector *d, struct service *svc, struct sou
     }
     svc->group_last_ms = now;
 
-    if (prev != NULL && prev->id != 0)
-        add_note(d, t, "recurrence", "recurrence of incident %lld (resolved %lld ms earlier)",
-                 (long long)prev->id, (long long)(now - prev->resolved_at));
+    if (prev != NULL && prev->id != 0 && prev->dirty) {
+        /* The resolved incident's last counters are not written yet: keep them for the next
+         * flush, since the track now counts for the new incident. */
+        if (d->nretired == d->retired_cap) {
+            size_t cap = d->retired_cap != 0 ? d->retired_cap * 2 : 8;
+            struct retired *v = realloc(d->retired, cap * sizeof(*v));
+            if (v == NULL) {
+                incident_row_free(inc);
+                return ASR_ENOMEM;
+            }
+            d->retired = v;
+            d->retired_cap = cap;
+        }
+        d->retired[d->nretired++] =
+            (struct retired){prev->id, prev->count, prev->verifications, prev->last_seen};
+    }
     incident_row_free(t->pending);
     t->pending = inc;
+    int64_t prev_id = t->id;
     t->id = 0;
     t->open = true;
+    if (prev != NULL && prev_id != 0)
+        add_note(d, t, "recurrence", "recurrence of incident %lld (resolved %lld ms earlier)",
+                 (long long)prev_id, (long long)(wall_ms() - prev->resolved_at));
     t->resolved_at = 0;
     t->recur_noted = false;
     t->count = 1;
@@ -941,7 +989,7 @@ static int handle_fault(struct asr_detector *d, struct service *svc, struct sour
         d->st.absorbed++;
         return 0;
     }
-    if (t != NULL && now - t->resolved_at < d->dc->cooldown_ms) {
+    if (t != NULL && in_cooldown(d, t)) {
         /* Resolved a moment ago: count it there instead of reopening at once. */
         t->count++;
         if (now > t->last_seen)
@@ -1315,5 +1363,6 @@ void asr_detector_destroy(struct asr_detector *d)
     for (size_t i = 0; i < d->npositions; i++)
         free(d->positions[i].path);
     free(d->positions);
+    free(d->retired);
     free(d);
 }

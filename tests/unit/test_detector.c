@@ -593,7 +593,7 @@ static void test_generic_disabled(void **state)
 static void test_cooldown(void **state)
 {
     struct fx *f = *state;
-    start(f, "cooldown_ms: 1m");
+    start(f, "cooldown_ms: 400ms");
     feed(f, "stderr", "fault route=/a code=500");
     struct asr_incident a;
     get_fp(f, "shop:FAULT_ROUTE:route=/a", &a);
@@ -610,8 +610,10 @@ static void test_cooldown(void **state)
     asr_incident_free(&a);
     assert_int_equal(n_notes(f, first, "recurred"), 1);
 
-    /* After the cooldown (the lines' time moves on), a repeat opens a new incident. */
-    feed_full(f, "shop", "stderr", "fault route=/a code=500", asr_time_wall_ms() + 61000);
+    /* After the cooldown (on asr's clock: when it was resolved here), a repeat opens a new
+     * incident. */
+    usleep(450 * 1000);
+    feed(f, "stderr", "fault route=/a code=500");
     assert_int_equal(n_incidents(f), 2);
     get_fp(f, "shop:FAULT_ROUTE:route=/a", &a);
     assert_true(a.id != first);
@@ -622,6 +624,35 @@ static void test_cooldown(void **state)
     assert_int_equal(n_notes(f, first, "recurred"), 1);
     get_id(f, first, &a);
     assert_int_equal(a.count, 4);
+    asr_incident_free(&a);
+}
+
+/* Resolve, a repeat in the cooldown and a reopen after it, with no flush in between: the old
+ * incident keeps its count and its note, the new one gets its own. */
+static void test_reopen_without_flush(void **state)
+{
+    struct fx *f = *state;
+    start(f, "cooldown_ms: 300ms");
+    feed(f, "stderr", "fault route=/a code=500");
+    struct asr_incident a;
+    get_fp(f, "shop:FAULT_ROUTE:route=/a", &a);
+    int64_t first = a.id;
+    asr_incident_free(&a);
+    resolve(f, first);
+    feed(f, "stderr", "fault route=/a code=500");
+    usleep(350 * 1000);
+    feed(f, "stderr", "fault route=/a code=500");
+    flush(f, false);
+    assert_int_equal(n_incidents(f), 2);
+    get_id(f, first, &a);
+    assert_int_equal(a.count, 2);
+    asr_incident_free(&a);
+    assert_int_equal(n_notes(f, first, "recurred"), 1);
+    get_fp(f, "shop:FAULT_ROUTE:route=/a", &a);
+    assert_true(a.id != first);
+    assert_int_equal(a.count, 1);
+    assert_int_equal(n_notes(f, a.id, "recurred"), 0);
+    assert_int_equal(n_notes(f, a.id, "recurrence"), 1);
     asr_incident_free(&a);
 }
 
@@ -936,6 +967,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_generic_known_template_rate_jump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generic_disabled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cooldown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_without_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cooldown_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_cuts_context, setup, teardown),
