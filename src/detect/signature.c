@@ -62,7 +62,9 @@
  *          ending in Exception (`\w*Exception\b`, with POST so "Exception=0" is not a hit; the
  *          `\w*` is implied because only the existence of a match counts); assertion failures
  *          (glibc's "Assertion `x' failed", Rust's "assertion failed" and "assertion `left ==
- *          right` failed", Python's and Java's AssertionError).
+ *          right` failed", Python's and Java's AssertionError); the bracketed levels of Apache's
+ *          and nginx's error logs, "[error]", "[crit]", "[alert]", "[emerg]" (and Apache 2.4's
+ *          "[module:error]").
  */
 #define PRE "(?:^|[^\\w-])"
 #define POST "(?:[^\\w=-]|$)"
@@ -88,7 +90,10 @@ static const struct generic generics[] = {
          "error|err|critical") "|"
                                "Traceback \\(most recent call last\\)|Exception" POST "|"
                                "[Aa]ssertion [`'].*[`'] failed|[Aa]ssertion "
-                               "failed|\\bAssertionError\\b"},
+                               "failed|\\bAssertionError\\b|"
+                               /* Apache's and nginx's error logs: "[error]", "[crit]", ... and
+                                  Apache 2.4's "[core:error]" (module:level) */
+                               "\\[(?:\\w+:)?(?:error|crit|alert|emerg)\\]"},
 };
 #define NGENERIC (sizeof(generics) / sizeof(generics[0]))
 

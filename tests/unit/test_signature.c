@@ -424,6 +424,11 @@ static void test_generic_hits(void **state)
         {"thread 'x' assertion failed: a == b", "generic:error"},
         {"assertion `left == right` failed", "generic:error"},
         {"AssertionError: expected 1", "generic:error"},
+        {"[Sun Dec 04 04:47:44 2005] [error] mod_jk child workerEnv in error state 6",
+         "generic:error"},
+        {"2024/01/01 10:00:00 [crit] 12#12: *1 open() failed", "generic:error"},
+        {"[Tue Oct 11 14:32:52.123 2024] [core:error] [pid 35708] AH00037", "generic:error"},
+        {"2024/01/01 10:00:00 [emerg] 1#1: bind() failed", "generic:error"},
     };
     for (size_t i = 0; i < sizeof(hits) / sizeof(hits[0]); i++)
         expect(set, hits[i].line, hits[i].kind, NULL);
@@ -455,6 +460,9 @@ static void test_generic_false_positives(void **state)
         "FAILURES: 0",
         "TERRORIST attack simulation",
         "SEVERELY degraded",
+        "[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok",
+        "2024/01/01 10:00:00 [warn] 12#12: upstream slow",
+        "[errors] section of the report",
         "",
     };
     for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
