@@ -187,6 +187,13 @@ static size_t ascii_run(const unsigned char *p, size_t n)
     size_t i = 0;
     /* A byte is flagged when its high bit is set or it is 0 (0 - 1 borrows into the high bit);
      * a borrow only ever comes from a flagged byte below, so an unflagged word is clean. */
+    for (; i + 16 <= n; i += 16) { /* two words a step: log lines are mostly long runs */
+        uint64_t v, w;
+        memcpy(&v, p + i, 8);
+        memcpy(&w, p + i + 8, 8);
+        if (((v - ones) | v | (w - ones) | w) & highs)
+            break;
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, p + i, 8);
@@ -196,6 +203,29 @@ static size_t ascii_run(const unsigned char *p, size_t n)
     while (i < n && p[i] != 0 && p[i] < 0x80)
         i++;
     return i;
+}
+
+/* Length of the valid, complete UTF-8 sequence of 2 to 4 bytes at p (avail bytes there), or
+ * 0. The same rules as decode_byte(), for the fast path: text in other scripts than Latin is
+ * mostly such sequences, and decoding them byte by byte would cost a call per byte. */
+static size_t valid_seq(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    if (c >= 0xC2 && c <= 0xDF)
+        return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (avail < 3 || (p[2] & 0xC0) != 0x80)
+            return 0;
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return p[1] >= lo && p[1] <= hi ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (avail < 4 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+            return 0;
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return p[1] >= lo && p[1] <= hi ? 4 : 0;
+    }
+    return 0;
 }
 
 /*
@@ -217,6 +247,13 @@ static size_t add_segment(struct asr_framer *f, const unsigned char *p, size_t n
             i += k;
             if (i == n)
                 break;
+            size_t sl = valid_seq(p + i, n - i);
+            if (sl > 0 && sl <= f->max_line - f->len) {
+                memcpy(f->buf + f->len, p + i, sl);
+                f->len += sl;
+                i += sl;
+                continue;
+            }
         }
         if (!decode_byte(f, p[i], off + i))
             return i;
