@@ -137,17 +137,18 @@ static void on_incident(void *data, const struct asr_incident *inc, bool opened)
 static void file_line_cb(void *data, const char *line, size_t len, bool cut,
                          const struct asr_tail_pos *pos)
 {
-    (void)cut;
     struct file_source *f = data;
     int64_t us = wall_us();
     struct asr_log_position lp = {f->path, pos->dev, pos->ino, pos->offset};
+    /* A cut line's position is where its dropped rest starts; saving it would make a restart
+     * read that rest as a line. The next whole line saves a position past both. */
     struct asr_line ln = {.service = f->service,
                           .source = f->source,
                           .text = line,
                           .len = len,
                           .at_ms = us / 1000,
                           .received_us = us,
-                          .pos = &lp};
+                          .pos = cut ? NULL : &lp};
     detect_line(f->d, &ln);
 }
 
