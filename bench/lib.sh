@@ -168,3 +168,51 @@ stop_supervisord() {
     stop_pid "$SV_PID" 150
     SV_PID=""
 }
+
+# --- the detection benchmarks (detect_latency.sh, detect_flood.sh) ------------------------------
+# detect_setup SERVICE_YAML TOP_YAML: makes $TMP with bench/detect_svc.c committed in a fresh git
+# repo (asr builds it with cc, as a release), $TMP/detect_svc built the same way for the
+# baselines, and $TMP/asr.yaml running one service `bench` (detect_svc serve) behind asr's proxy
+# on the free port $SVC_PORT. SERVICE_YAML (keys of the service, indented by 4) and TOP_YAML
+# (top-level keys) are added to the config; @TMP@ in them stands for $TMP.
+detect_setup() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/asr-bench-$BENCH_NAME.XXXXXX")
+    local svc_yaml=${1//@TMP@/$TMP} top_yaml=${2//@TMP@/$TMP}
+    mkdir -p "$TMP/svc"
+    cp "$BENCH_DIR/detect_svc.c" "$TMP/svc/"
+    cc -std=c11 -O2 -o "$TMP/detect_svc" "$BENCH_DIR/detect_svc.c"
+    read -r SVC_PORT <<<"$($UTIL ports 1)"
+    cat >"$TMP/asr.yaml" <<EOF2
+log_level: info
+services:
+  - name: bench
+    repo: ./svc
+    build: [cc, -std=c11, -O2, -o, detect_svc, detect_svc.c]
+    start: [./detect_svc, serve, "\${PORT}"]
+    listen: 127.0.0.1:$SVC_PORT
+    health: {path: /health, interval_ms: 1000, timeout_ms: 1000, rise: 1, fall: 3}
+$svc_yaml
+$top_yaml
+llm: {provider: none}
+EOF2
+    (
+        cd "$TMP"
+        git init -q
+        git -c user.name=bench -c user.email=bench@localhost add asr.yaml svc
+        git -c user.name=bench -c user.email=bench@localhost commit -q -m "bench: detect_svc"
+    )
+    STATE="$TMP/state"
+    "$ASR_BIN" config check -c "$TMP/asr.yaml" >/dev/null
+    log "temp dir $TMP, service bench behind 127.0.0.1:$SVC_PORT"
+}
+
+# wait_fired PORT N SECONDS: polls detect_svc's GET /status until it says "sent N of N" (bounded).
+wait_fired() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$1/status" 2>/dev/null)" = "sent $2 of $2" ] && return 0
+        sleep 0.1
+    done
+    log "detect_svc on port $1 did not send its $2 lines within $3 s"
+    return 1
+}

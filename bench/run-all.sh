@@ -28,6 +28,13 @@ for b in cutover crash idle; do
     rc[$b]=${PIPESTATUS[0]}
     echo
 done
+# The detection benchmarks of issue 3 (results in bench/detection.md), in the same way.
+for b in detect_latency detect_flood; do
+    echo "=== bench/$b.sh ==="
+    timeout 900 "$BENCH_DIR/$b.sh" 2>&1 | tee "$BENCH_OUT/$b-$stamp.txt"
+    rc[$b]=${PIPESTATUS[0]}
+    echo
+done
 
 {
     echo "=== summary ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, asr $ASR_BIN) ==="
@@ -36,6 +43,13 @@ done
         grep '^RESULT ' "$BENCH_OUT/$b-$stamp.txt" | sed 's/^RESULT /    /'
     done
 } | tee "$summary"
+for b in detect_latency detect_flood; do
+    printf '%-8s exit %d\n' "$b" "${rc[$b]}"
+    grep '^RESULT ' "$BENCH_OUT/$b-$stamp.txt" | sed 's/^RESULT /    /'
+done | tee -a "$summary"
+for b in detect_latency detect_flood; do
+    [ "${rc[$b]}" -eq 0 ] || exit 1
+done
 
 for b in cutover crash idle; do
     [ "${rc[$b]}" -eq 0 ] || exit 1
