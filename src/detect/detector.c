@@ -200,7 +200,8 @@ struct asr_detector {
     struct retired *retired;
     size_t nretired, retired_cap;
     bool need_flush;
-    bool has_pending; /* some track holds an incident not stored yet */
+    bool has_pending;      /* some track holds an incident not stored yet */
+    int64_t last_write_ms; /* wall ms of the last batch written */
     uv_timer_t *timer;
     struct asr_detector_stats st;
 };
@@ -489,12 +490,13 @@ static json_t *ring_json(struct asr_detector *d, const struct source *s)
     return a;
 }
 
-static void after_finish(struct track *t)
+static void after_finish(struct asr_detector *d, struct track *t)
 {
     if (t->after == NULL || t->after_done)
         return;
     t->after_done = true;
     t->after_dirty = true;
+    d->need_flush = true;
     if (t->after_src != NULL)
         source_unwait(t->after_src, t);
     t->after_src = NULL;
@@ -503,21 +505,24 @@ static void after_finish(struct track *t)
 /* Gives a line to the incidents of this source that are still collecting their context. */
 static void feed_after(struct asr_detector *d, struct source *src, const char *line, size_t len)
 {
+    /* One JSON string, shared by every incident waiting on this source (jansson counts refs). */
+    size_t l;
+    char *c = dup_capped(line, len, CTX_LINE_MAX, &l);
+    json_t *v = c != NULL ? jstr(c, l) : NULL;
+    free(c);
     for (size_t i = 0; i < src->nwaiting;) {
         struct track *t = src->waiting[i];
-        size_t l;
-        char *c = dup_capped(line, len, CTX_LINE_MAX, &l);
-        if (c != NULL) {
-            json_array_append_new(t->after, jstr(c, l));
-            free(c);
-        }
-        t->after_dirty = true;
-        d->need_flush = true;
+        if (v != NULL)
+            json_array_append(t->after, v);
+        /* Written once, when complete (or when its wait is over): not line by line, which would
+         * rewrite the same rows on every flush and slow the commits of new incidents (the
+         * detection latency). A crash loses only an unfinished context. */
         if (json_array_size(t->after) >= (size_t)d->dc->context_after)
-            after_finish(t); /* removes t from src->waiting: do not advance */
+            after_finish(d, t); /* removes t from src->waiting: do not advance */
         else
             i++;
     }
+    json_decref(v);
 }
 
 static int wait_after(struct asr_detector *d, struct source *src, struct track *t)
@@ -530,7 +535,7 @@ static int wait_after(struct asr_detector *d, struct source *src, struct track *
     if (t->after == NULL)
         return ASR_ENOMEM;
     if (d->dc->context_after == 0 || src == NULL) {
-        after_finish(t);
+        after_finish(d, t);
         return 0;
     }
     if (src->nwaiting == src->waiting_cap) {
@@ -659,17 +664,21 @@ static void collect_templates(struct service *svc, bool all, struct asr_template
     }
 }
 
-int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
+/*
+ * One batch. urgent: the flush that commits a new incident (detection latency): it leaves
+ * context that is still being collected for the next periodic flush.
+ */
+static int flush_batch(struct asr_detector *d, bool final, bool urgent, struct asr_err *err)
 {
     int64_t now = wall_ms();
     if (final)
         for (size_t i = 0; i < d->ntracks; i++)
-            after_finish(d->all[i]);
+            after_finish(d, d->all[i]);
     else
         for (size_t i = 0; i < d->ntracks; i++)
             if (d->all[i]->after != NULL && !d->all[i]->after_done &&
                 now >= d->all[i]->after_deadline)
-                after_finish(d->all[i]);
+                after_finish(d, d->all[i]);
 
     /* Gather the batch. Strings stay owned by the tracks until the write has succeeded. */
     struct asr_incident *opened = NULL;
@@ -682,12 +691,19 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
     struct asr_log_position *pos = NULL;
     size_t nopened = 0, nupdates = 0, ntmpl = 0, tmpl_cap = 0;
     int rc = 0;
-    size_t nt = d->ntracks;
-    opened = calloc(nt + 1, sizeof(*opened));
-    opened_t = calloc(nt + 1, sizeof(*opened_t));
-    updates = calloc(nt + d->nretired + 1, sizeof(*updates));
-    updated_t = calloc(nt + d->nretired + 1, sizeof(*updated_t));
-    after_txt = calloc(nt + d->nretired + 1, sizeof(*after_txt));
+    size_t nt = d->ntracks, nopen_max = 0, nupd_max = d->nretired;
+    /* Sized by what is pending, not by every track: a flush with thousands of tracks and one
+     * new incident must not clear megabytes. */
+    for (size_t i = 0; i < nt; i++) {
+        const struct track *t = d->all[i];
+        nopen_max += t->pending != NULL;
+        nupd_max += t->dirty || t->after_dirty;
+    }
+    opened = calloc(nopen_max + 1, sizeof(*opened));
+    opened_t = calloc(nopen_max + 1, sizeof(*opened_t));
+    updates = calloc(nupd_max + 1, sizeof(*updates));
+    updated_t = calloc(nupd_max + 1, sizeof(*updated_t));
+    after_txt = calloc(nupd_max + 1, sizeof(*after_txt));
     notes = calloc(d->nnotes + 1, sizeof(*notes));
     pos = calloc(d->npositions + 1, sizeof(*pos));
     if (!opened || !opened_t || !updates || !updated_t || !after_txt || !notes || !pos) {
@@ -706,13 +722,14 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
             opened[nopened++] = *t->pending;
             t->dirty = false;
         }
-        if (t->pending == NULL && (t->dirty || t->after_dirty) && t->id != 0) {
+        bool ctx = t->after_dirty && (!urgent || t->after_done);
+        if (t->pending == NULL && (t->dirty || ctx) && t->id != 0) {
             struct asr_incident_update *u = &updates[nupdates];
             u->id = t->id;
             u->count = t->count;
             u->verifications = t->verifications;
             u->last_seen = t->last_seen;
-            if (t->after_dirty && t->after != NULL) {
+            if (ctx && t->after != NULL) {
                 after_txt[nupdates] = json_text(t->after);
                 u->context_after = after_txt[nupdates];
                 u->context_done = t->after_done;
@@ -750,6 +767,7 @@ int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
         d->st.flush_errors++;
         goto out;
     }
+    d->last_write_ms = wall_ms();
     /* Written. Drop the notes that were in the batch (their track had an id when it was
      * gathered) before the opened tracks get their ids: the notes of those tracks were held
      * back and are written by the second round below. */
@@ -809,8 +827,13 @@ out:
     free(tmpls);
     free(pos);
     if (again)
-        return asr_detector_flush(d, false, err);
+        return flush_batch(d, false, urgent, err);
     return rc;
+}
+
+int asr_detector_flush(struct asr_detector *d, bool final, struct asr_err *err)
+{
+    return flush_batch(d, final, false, err);
 }
 
 static void timer_cb(uv_timer_t *h)
@@ -818,6 +841,11 @@ static void timer_cb(uv_timer_t *h)
     struct asr_detector *d = h->data;
     bool due = d->need_flush;
     int64_t now = wall_ms();
+    /* A batch went out less than an interval ago (new incidents carry everything pending that
+     * is complete): skip this turn rather than add a commit that a new incident's commit could
+     * have to wait behind. */
+    if (now - d->last_write_ms < FLUSH_INTERVAL_MS)
+        return;
     for (size_t i = 0; !due && i < d->ntracks; i++)
         due = d->all[i]->dirty || (d->all[i]->after != NULL &&
                                    (d->all[i]->after_dirty || now >= d->all[i]->after_deadline));
@@ -1135,7 +1163,7 @@ int asr_detector_line(struct asr_detector *d, const struct asr_line *ln, struct 
         return asr_err_set(err, rc, "detect: %s", asr_strerror(rc));
     /* A new incident is committed before the line is done with: that is the latency. */
     if (d->has_pending)
-        return asr_detector_flush(d, false, err);
+        return flush_batch(d, false, true, err);
     return 0;
 }
 
@@ -1203,7 +1231,7 @@ int asr_detector_exit(struct asr_detector *d, const char *service, const char *s
     json_decref(f.fields);
     if (rc != 0)
         return asr_err_set(err, rc, "detect: %s", asr_strerror(rc));
-    return asr_detector_flush(d, false, err);
+    return flush_batch(d, false, true, err);
 }
 
 int asr_detector_resolve(struct asr_detector *d, int64_t id, const char *reason,

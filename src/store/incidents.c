@@ -8,6 +8,7 @@
 #include "asr/incident.h"
 #include "store/store_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,7 +119,11 @@ static int insert_incident(struct asr_store *st, struct asr_incident *inc, const
         return rc;
     inc->id = sqlite3_last_insert_rowid(asr_store_db(st));
     inc->opened_at = now;
-    return insert_note(st, inc->id, now, "opened", inc->line, op, err);
+    /* The line itself is in the row; the note says where it came from. */
+    char where[512];
+    snprintf(where, sizeof(where), "%s %s%s%s", inc->kind, inc->source,
+             inc->slot != NULL ? ", slot " : "", inc->slot != NULL ? inc->slot : "");
+    return insert_note(st, inc->id, now, "opened", where, op, err);
 }
 
 static int update_incident(struct asr_store *st, const struct asr_incident_update *u,

@@ -19,10 +19,12 @@ field() { # ID EXPR
         python3 -c "import json,sys; i=json.load(sys.stdin); print($2)"
 }
 count_incidents() { db "select count(*) from incidents $1"; }
+# db_is QUERY VALUE: for wait_for, which must run the query again on every try.
+db_is() { [ "$(db "$1")" = "$2" ]; }
 
 # 1. A signature hit on stderr opens one incident, with the slot, the release and the fields.
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" >/dev/null
-wait_for "incident opened" 5 test "$(count_incidents "where signature='FAULT_DB_TIMEOUT'")" = 1
+wait_for "incident opened" 5 db_is "select count(*) from incidents where signature='FAULT_DB_TIMEOUT'" 1
 id1=$(db "select id from incidents where signature='FAULT_DB_TIMEOUT'")
 expect_eq "fingerprint" "shop:FAULT_DB_TIMEOUT:route=/test-fault/db-timeout" "$(field "$id1" "i['fingerprint']")"
 expect_eq "source" stderr "$(field "$id1" "i['source']")"
@@ -33,24 +35,24 @@ expect_eq "severity" error "$(field "$id1" "i['severity']")"
 
 # 2. Repeats are absorbed: one incident, count 4.
 for _ in 1 2 3; do http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" >/dev/null; done
-wait_for "count 4" 5 test "$(db "select count from incidents where id=$id1")" = 4
+wait_for "count 4" 5 db_is "select count from incidents where id=$id1" 4
 expect_eq "still one incident" 1 "$(count_incidents "where signature='FAULT_DB_TIMEOUT'")"
 
 # 3. A verification probe's fault line is recorded, never opens or counts.
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" -H "X-Asr-Verification: 1" >/dev/null
-wait_for "verification recorded" 5 test "$(db "select verifications from incidents where id=$id1")" = 1
+wait_for "verification recorded" 5 db_is "select verifications from incidents where id=$id1" 1
 expect_eq "count unchanged by verification" 4 "$(db "select count from incidents where id=$id1")"
 expect_eq "verification note" 1 "$(db "select count(*) from incident_notes where incident_id=$id1 and kind='verification'")"
 
 # 4. Another fault of the same service soon after is grouped under the first.
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/external-api" >/dev/null
-wait_for "external-api incident" 5 test "$(count_incidents "where signature='FAULT_EXTERNAL_API_LATENCY'")" = 1
+wait_for "external-api incident" 5 db_is "select count(*) from incidents where signature='FAULT_EXTERNAL_API_LATENCY'" 1
 id2=$(db "select id from incidents where signature='FAULT_EXTERNAL_API_LATENCY'")
 expect_eq "grouped under the first" "$id1" "$(db "select parent_id from incidents where id=$id2")"
 
 # 5. A crash is an incident of kind exit, with the fault line before it as context.
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/crash" >/dev/null
-wait_for "exit incident" 5 test "$(count_incidents "where kind='exit'")" = 1
+wait_for "exit incident" 5 db_is "select count(*) from incidents where kind='exit'" 1
 idx=$(db "select id from incidents where kind='exit'")
 expect_eq "exit fingerprint" "shop:exit:signal=ABRT" "$(field "$idx" "i['fingerprint']")"
 expect_eq "exit severity" critical "$(field "$idx" "i['severity']")"
@@ -62,14 +64,14 @@ wait_for "shop back" 5 healthy "$SHOP_PORT"
 "$ASR_BIN" incident resolve "$id1" --reason "fixed by hand" --state-dir "$STATE" >/dev/null
 expect_eq "resolved" resolved "$(db "select status from incidents where id=$id1")"
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" >/dev/null
-wait_for "counted in cooldown" 5 test "$(db "select count from incidents where id=$id1")" = 5
+wait_for "counted in cooldown" 5 db_is "select count from incidents where id=$id1" 5
 expect_eq "no reopen in cooldown" 1 "$(count_incidents "where signature='FAULT_DB_TIMEOUT'")"
 expect_eq "recurred note" 1 "$(db "select count(*) from incident_notes where incident_id=$id1 and kind='recurred'")"
 sleep 3.2
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" >/dev/null
-wait_for "reopened after cooldown" 5 test "$(count_incidents "where signature='FAULT_DB_TIMEOUT'")" = 2
+wait_for "reopened after cooldown" 5 db_is "select count(*) from incidents where signature='FAULT_DB_TIMEOUT'" 2
 id3=$(db "select max(id) from incidents where signature='FAULT_DB_TIMEOUT'")
-wait_for "recurrence note" 5 test "$(db "select count(*) from incident_notes where incident_id=$id3 and kind='recurrence'")" = 1
+wait_for "recurrence note" 5 db_is "select count(*) from incident_notes where incident_id=$id3 and kind='recurrence'" 1
 
 # 7. The CLI shows it; control characters from the log never reach the terminal raw.
 "$ASR_BIN" incidents --state-dir "$STATE" | grep -q "FAULT_DB_TIMEOUT" || fail "asr incidents table"
@@ -82,7 +84,7 @@ stop_daemon
 start_daemon
 wait_for "shop healthy again" 15 healthy "$SHOP_PORT"
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" >/dev/null
-wait_for "absorbed after restart" 5 test "$(db "select count from incidents where id=$id3")" = 2
+wait_for "absorbed after restart" 5 db_is "select count from incidents where id=$id3" 2
 expect_eq "no new incident after restart" 2 "$(count_incidents "where signature='FAULT_DB_TIMEOUT'")"
 
 # 9. A reload with a signature that does not compile is rejected; detection goes on.
@@ -93,6 +95,6 @@ grep -q "FAULT_DB_TIMEOUT" "$WORK/check.err" || fail "config check error does no
 kill -HUP "$DAEMON_PID"
 wait_for "reload rejected" 5 grep -q "config reload rejected" "$WORK/daemon.log"
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" >/dev/null
-wait_for "still detecting after a rejected reload" 5 test "$(db "select count from incidents where id=$id3")" = 3
+wait_for "still detecting after a rejected reload" 5 db_is "select count from incidents where id=$id3" 3
 cp "$WORK/good.yaml" "$CFG"
 pass "detection through the daemon"

@@ -13,8 +13,9 @@ echo "FAULT_DB_TIMEOUT route=/old reason=x" >"$LOG"
 
 marker() { echo "FAULT_DB_TIMEOUT route=$1 reason=statement_timeout"; }
 count_of() { db "select coalesce(sum(count), 0) from incidents where fingerprint='shop:FAULT_DB_TIMEOUT:route=$1'"; }
-expect_count() { # ROUTE N
-    wait_for "count of $1 = $2 (now $(count_of "$1"))" 5 test "$(count_of "$1")" = "$2"
+count_is() { [ "$(count_of "$1")" = "$2" ]; }
+expect_count() { # ROUTE N (wait_for runs count_is again on every try)
+    wait_for "count of $1 = $2" 5 count_is "$1" "$2"
     pass "count of $1 = $2"
 }
 noise() { for i in $(seq 1 "$1"); do echo "2026-11-28 INFO GET /orders/$i 200 in ${i}ms"; done; }

@@ -738,8 +738,10 @@ static void test_restart_cuts_context(void **state)
     flush(f, false);
     struct asr_incident a;
     get_fp(f, "shop:FAULT_ROUTE:route=/a", &a);
+    /* Context after the fault is written once complete: a restart (or crash) while it was
+     * being collected closes it with what was written (nothing) and says so. */
     assert_true(a.context_done);
-    assert_lines(a.context_after, "a1", NULL);
+    assert_lines(a.context_after, NULL);
     assert_int_equal(n_notes(f, a.id, "context"), 1);
     asr_incident_free(&a);
 }

@@ -223,7 +223,9 @@ static void test_write_open(void **state)
         assert_int_equal(n, 1);
         assert_int_equal(nv[0].incident_id, v[i].id);
         assert_string_equal(nv[0].kind, "opened");
-        assert_string_equal(nv[0].detail, i == 0 ? "boom" : "second line");
+        /* The note says where the line came from; the line itself is in the row. */
+        assert_string_equal(nv[0].detail,
+                            i == 0 ? "signature stderr, slot blue" : "generic stderr");
         assert_int_equal(nv[0].at, 5000);
         asr_incident_notes_free(nv, n);
     }
@@ -765,7 +767,7 @@ static void test_json(void **state)
     json_t *e0 = json_array_get(tl, 0), *e1 = json_array_get(tl, 1);
     assert_int_equal(json_integer_value(json_object_get(e0, "at_ms")), 50000);
     assert_string_equal(json_string_value(json_object_get(e0, "kind")), "opened");
-    assert_string_equal(json_string_value(json_object_get(e0, "detail")), "boom");
+    assert_string_equal(json_string_value(json_object_get(e0, "detail")), "signature stderr");
     assert_int_equal(json_integer_value(json_object_get(e1, "at_ms")), 60000);
     assert_string_equal(json_string_value(json_object_get(e1, "kind")), "resolved");
     assert_string_equal(json_string_value(json_object_get(e1, "detail")), "rolled back");
