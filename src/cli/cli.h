@@ -54,7 +54,6 @@ int cmd_status(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_config(int argc, char **argv);
-int cmd_git(int argc, char **argv);
 int cmd_templates(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_incidents(int argc, char **argv);

@@ -502,12 +502,13 @@ static struct asr_detector *new_detector(struct daemon *d, const struct asr_conf
                                   .store = d->store,
                                   .loop = d->loop,
                                   .persist_templates = true,
+                                  .compile_apart = true,
                                   .on_incident = on_incident,
                                   .data = d};
     if (asr_detector_create(&o, &det, err) != 0)
         return NULL;
-    /* Compiling the signature databases (Hyperscan) allocates megabytes that are freed at
-     * once; give them back to the system instead of keeping a fat, empty heap all day. */
+    /* The signature databases were compiled in a child process (compile_apart), but loading
+     * them and the PCRE2 patterns still leave freed heap behind: give it back to the system. */
     malloc_trim(0);
     return det;
 }
@@ -673,20 +674,25 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     self[sl] = '\0';
-    /* asr-exec lives next to asr (the build dir, or the install prefix's bin). */
-    char shim[4096 + 16];
+    /* asr-exec and asr-git live next to asr (the build dir, or the install prefix's bin). */
+    char shim[4096 + 16], git_exe[4096 + 16];
     char *slash = strrchr(self, '/');
     snprintf(shim, sizeof(shim), "%.*s/asr-exec", slash ? (int)(slash - self) : 1,
              slash ? self : ".");
-    if (access(shim, X_OK) != 0) {
-        cli_error("run", "cannot run %s (it is installed next to asr): %s", shim, strerror(errno));
-        goto out;
-    }
+    snprintf(git_exe, sizeof(git_exe), "%.*s/asr-git", slash ? (int)(slash - self) : 1,
+             slash ? self : ".");
+    const char *helpers[] = {shim, git_exe};
+    for (size_t i = 0; i < 2; i++)
+        if (access(helpers[i], X_OK) != 0) {
+            cli_error("run", "cannot run %s (it is installed next to asr): %s", helpers[i],
+                      strerror(errno));
+            goto out;
+        }
     asr_spawn_set_shim(shim);
     d.ctx = (struct asr_runtime_ctx){.loop = d.loop,
                                      .store = d.store,
                                      .state_dir = d.state_dir,
-                                     .self_exe = self,
+                                     .git_exe = git_exe,
                                      .max_connections = connection_cap(d.cfg->nservices),
                                      .on_line = on_slot_line,
                                      .on_exit = on_slot_exit,

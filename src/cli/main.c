@@ -38,7 +38,6 @@ static const struct {
     {"run", cmd_run},           {"status", cmd_status},       {"deploy", cmd_deploy},
     {"rollback", cmd_rollback}, {"config", cmd_config},       {"templates", cmd_templates},
     {"detect", cmd_detect},     {"incidents", cmd_incidents}, {"incident", cmd_incident},
-    {"_git", cmd_git},
 
 };
 

@@ -1320,7 +1320,9 @@ int asr_detector_create(const struct asr_detector_opts *opts, struct asr_detecto
         svc->cfg = &opts->cfg->services[i];
         struct asr_err e2 = {0};
         rc = asr_sigset_create(svc->cfg->signatures, svc->cfg->nsignatures,
-                               d->dc->generic ? ASR_SIGSET_GENERIC : 0, &svc->sigs, &e2);
+                               (d->dc->generic ? ASR_SIGSET_GENERIC : 0) |
+                                   (opts->compile_apart ? ASR_SIGSET_APART : 0),
+                               &svc->sigs, &e2);
         if (rc != 0) {
             asr_err_set(err, rc, "%s: services[%zu] (%s, line %d): %s", opts->cfg->path, i,
                         svc->cfg->name, svc->cfg->line, e2.msg);

@@ -56,6 +56,7 @@ struct asr_detector_opts {
     struct asr_store *store;      /* required */
     uv_loop_t *loop;              /* NULL: no timers; the owner calls asr_detector_flush() */
     bool persist_templates;       /* load each service's templates at start and save them */
+    bool compile_apart; /* compile signature databases in a child process (ASR_SIGSET_APART) */
     /* Called after a new incident has been committed (opened) and after each later write of
      * it (count, context); may be NULL. inc is borrowed for the call. */
     void (*on_incident)(void *data, const struct asr_incident *inc, bool opened);

@@ -24,12 +24,17 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "detect/signature.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <hs/hs.h>
 #include <limits.h>
 #include <pcre2.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MATCH_LIMIT 1000000u /* bounds PCRE2 backtracking on hostile lines */
 #define DEPTH_LIMIT 100000u  /* bounds PCRE2 backtracking depth (memory) */
@@ -234,7 +239,8 @@ static char **dup_argv(const char *const *v)
 }
 
 /* Compiles one configured signature with PCRE2 and checks its names against dedupe. */
-static int prepare(struct sig *g, const struct asr_signature_cfg *c, struct asr_err *err)
+static int prepare(struct sig *g, const struct asr_signature_cfg *c, bool analyse,
+                   struct asr_err *err)
 {
     if (!c->id || !c->pattern)
         return asr_err_set(err, ASR_EINVAL, "signature (line %d): no id or no pattern", c->line);
@@ -269,6 +275,9 @@ static int prepare(struct sig *g, const struct asr_signature_cfg *c, struct asr_
      * pcre2_match() interprets the pattern, with the same results. */
     (void)pcre2_jit_compile(g->re, PCRE2_JIT_COMPLETE);
 
+    g->hs_flags = HS_BASE_FLAGS;
+    if (!analyse)
+        return 0; /* the compiler process did the analysis (ASR_SIGSET_APART) */
     /* Exact if Hyperscan can, else prefilter; a pattern it cannot parse either way is refused. */
     hs_expr_info_t *info = NULL;
     hs_compile_error_t *ce = NULL;
@@ -348,8 +357,198 @@ out:
     return rc;
 }
 
+/* What a compiler process hands back (ASR_SIGSET_APART): per pattern whether it is a
+ * prefilter, and the serialized database. */
+struct compiled {
+    size_t total;
+    const unsigned char *prefilter; /* total bytes, 0 or 1 */
+    const char *db;
+    size_t dblen;
+};
+
+/* Loads the compiler process's database instead of compiling. */
+static int load_db(struct asr_sigset *s, const struct compiled *pre, struct asr_err *err)
+{
+    if (pre->total != s->n + s->ngeneric)
+        return asr_err_set(err, ASR_EIO,
+                           "signatures: compiler process returned %zu patterns, "
+                           "expected %zu",
+                           pre->total, s->n + s->ngeneric);
+    for (size_t i = 0; i < pre->total; i++)
+        if (pre->prefilter[i]) {
+            s->sigs[i].prefilter = true;
+            s->sigs[i].hs_flags |= HS_FLAG_PREFILTER;
+        }
+    if (pre->dblen == 0)
+        return 0; /* an empty set has no database */
+    if (hs_deserialize_database(pre->db, pre->dblen, &s->db) != HS_SUCCESS)
+        return asr_err_set(err, ASR_EIO, "signatures: cannot load the compiled database");
+    if (hs_alloc_scratch(s->db, &s->scratch) != HS_SUCCESS)
+        return ASR_ENOMEM;
+    return 0;
+}
+
+static int create(const struct asr_signature_cfg *sigs, size_t n, unsigned flags,
+                  const struct compiled *pre, struct asr_sigset **out, struct asr_err *err);
+
+static bool write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        len -= (size_t)w;
+    }
+    return true;
+}
+
+/*
+ * The child side of ASR_SIGSET_APART: compile as usual, then write to fd
+ *   int32 rc | uint32 msglen | msg | uint64 total | total prefilter bytes | uint64 dblen | db
+ * and leave with _exit (no atexit handlers or stdio flushes of the parent's state).
+ */
+static void compile_child(int fd, const struct asr_signature_cfg *sigs, size_t n, unsigned flags)
+{
+    struct asr_sigset *s = NULL;
+    struct asr_err e = {0};
+    int32_t rc = create(sigs, n, flags & ~ASR_SIGSET_APART, NULL, &s, &e);
+    uint32_t ml = (uint32_t)strlen(e.msg);
+    bool ok = write_all(fd, &rc, sizeof(rc)) && write_all(fd, &ml, sizeof(ml)) &&
+              write_all(fd, e.msg, ml);
+    if (ok && rc == 0) {
+        uint64_t total = s->n + s->ngeneric, dblen = 0;
+        char *db = NULL;
+        size_t len = 0;
+        if (s->db != NULL && hs_serialize_database(s->db, &db, &len) != HS_SUCCESS)
+            _exit(3);
+        dblen = len;
+        ok = write_all(fd, &total, sizeof(total));
+        for (size_t i = 0; ok && i < total; i++) {
+            unsigned char pf = s->sigs[i].prefilter;
+            ok = write_all(fd, &pf, 1);
+        }
+        ok = ok && write_all(fd, &dblen, sizeof(dblen)) && write_all(fd, db, len);
+    }
+    _exit(ok ? 0 : 3);
+}
+
+/* Reads what the compiler process wrote, up to cap bytes. */
+static char *read_child(int fd, size_t cap, size_t *len)
+{
+    size_t alloc = 1 << 16, n = 0;
+    char *buf = malloc(alloc);
+    while (buf != NULL) {
+        if (n == alloc) {
+            char *p = alloc < cap ? realloc(buf, alloc * 2) : NULL;
+            if (p == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = p;
+            alloc *= 2;
+        }
+        ssize_t r = read(fd, buf + n, alloc - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    *len = n;
+    return buf;
+}
+
+/* ASR_SIGSET_APART: fork, let the child compile, load its result. */
+static int create_apart(const struct asr_signature_cfg *sigs, size_t n, unsigned flags,
+                        struct asr_sigset **out, struct asr_err *err)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return asr_err_set(err, ASR_EIO, "signatures: pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return asr_err_set(err, ASR_EIO, "signatures: fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        compile_child(fds[1], sigs, n, flags);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    char *buf = read_child(fds[0], (size_t)1 << 30, &len);
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int rc;
+    int32_t crc;
+    uint32_t ml;
+    uint64_t total, dblen;
+    size_t off = sizeof(crc) + sizeof(ml);
+    if (buf == NULL || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || len < off) {
+        rc = asr_err_set(err, ASR_EIO, "signatures: the compiler process failed (status %d)",
+                         status);
+        goto out;
+    }
+    memcpy(&crc, buf, sizeof(crc));
+    memcpy(&ml, buf + sizeof(crc), sizeof(ml));
+    if (ml > len - off) {
+        rc = asr_err_set(err, ASR_EIO, "signatures: the compiler process's answer is cut");
+        goto out;
+    }
+    if (crc != 0) {
+        rc = asr_err_set(err, crc, "%.*s", (int)ml, buf + off);
+        goto out;
+    }
+    off += ml;
+    if (len - off < sizeof(total)) {
+        rc = asr_err_set(err, ASR_EIO, "signatures: the compiler process's answer is cut");
+        goto out;
+    }
+    memcpy(&total, buf + off, sizeof(total));
+    off += sizeof(total);
+    if (total > len - off || len - off - total < sizeof(dblen)) {
+        rc = asr_err_set(err, ASR_EIO, "signatures: the compiler process's answer is cut");
+        goto out;
+    }
+    struct compiled pre = {.total = (size_t)total, .prefilter = (const unsigned char *)buf + off};
+    off += total;
+    memcpy(&dblen, buf + off, sizeof(dblen));
+    off += sizeof(dblen);
+    if (dblen != len - off) {
+        rc = asr_err_set(err, ASR_EIO, "signatures: the compiler process's answer is cut");
+        goto out;
+    }
+    pre.db = buf + off;
+    pre.dblen = (size_t)dblen;
+    rc = create(sigs, n, flags & ~ASR_SIGSET_APART, &pre, out, err);
+out:
+    free(buf);
+    return rc;
+}
+
 int asr_sigset_create(const struct asr_signature_cfg *sigs, size_t n, unsigned flags,
                       struct asr_sigset **out, struct asr_err *err)
+{
+    *out = NULL;
+    if (flags & ASR_SIGSET_APART)
+        return create_apart(sigs, n, flags, out, err);
+    return create(sigs, n, flags, NULL, out, err);
+}
+
+static int create(const struct asr_signature_cfg *sigs, size_t n, unsigned flags,
+                  const struct compiled *pre, struct asr_sigset **out, struct asr_err *err)
 {
     *out = NULL;
     if (n > 0 && !sigs)
@@ -368,7 +567,7 @@ int asr_sigset_create(const struct asr_signature_cfg *sigs, size_t n, unsigned f
     }
     for (size_t i = 0; i < n; i++) {
         s->n = i + 1; /* so destroy frees what prepare() got to */
-        if ((rc = prepare(&s->sigs[i], &sigs[i], err)) != 0)
+        if ((rc = prepare(&s->sigs[i], &sigs[i], pre == NULL, err)) != 0)
             goto out;
         uint32_t cc = 0;
         pcre2_pattern_info(s->sigs[i].re, PCRE2_INFO_CAPTURECOUNT, &cc);
@@ -385,7 +584,7 @@ int asr_sigset_create(const struct asr_signature_cfg *sigs, size_t n, unsigned f
             goto out;
         }
     }
-    if ((rc = build_db(s, sigs, err)) != 0)
+    if ((rc = pre != NULL ? load_db(s, pre, err) : build_db(s, sigs, err)) != 0)
         goto out;
     if ((s->patterns = calloc(total ? total : 1, sizeof(*s->patterns))) == NULL) {
         rc = ASR_ENOMEM;

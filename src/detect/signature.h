@@ -62,6 +62,10 @@ struct asr_sig_hit {
 typedef bool (*asr_sig_hit_cb)(void *data, const struct asr_sig_hit *hit);
 
 #define ASR_SIGSET_GENERIC 0x1u /* add the generic detectors */
+/* Compile the Hyperscan database in a short-lived child process (fork) and load its serialized
+ * form: for the daemon, so that the compiler's megabytes of code and heap are never resident in
+ * a process that runs for months. The result is the same set; errors are the same messages. */
+#define ASR_SIGSET_APART 0x2u
 
 /*
  * Compiles n signatures (may be 0) plus, with ASR_SIGSET_GENERIC, the generic detectors.

@@ -3,7 +3,7 @@
  * (see service.h for the lifecycle).
  *
  * Everything that blocks is a child process watched by the loop: the build and the tests, and
- * also git, which runs as `asr _git resolve|export` (cli/cmd_git.c) so that the daemon never
+ * also git, which runs as `asr-git resolve|export` (cli/asr_git.c) so that the daemon never
  * loads libgit2 and its TLS stack, and a large checkout never stalls the proxy.
  */
 #include "recover/service.h"
@@ -898,13 +898,13 @@ static void run_step(struct deploy *d, const char *what, asr_argv argv, int time
     progress(d, "running %s: %s ...", what, argv[0]);
 }
 
-/* Runs `asr _git ...` (see cli/cmd_git.c) as a child with its output captured. */
+/* Runs `asr-git ...` (see cli/asr_git.c) as a child with its output captured. */
 static int run_git_helper(struct deploy *d, char *const *args, int timeout_ms,
                           asr_proc_exit_cb on_exit, struct asr_err *err)
 {
     struct asr_service *svc = d->svc;
-    char *argv[8] = {(char *)svc->ctx.self_exe, "_git"};
-    int n = 2;
+    char *argv[8] = {(char *)svc->ctx.git_exe};
+    int n = 1;
     for (int i = 0; args[i] != NULL && n < 7; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

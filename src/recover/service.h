@@ -30,7 +30,7 @@ struct asr_runtime_ctx {
     uv_loop_t *loop;
     struct asr_store *store;
     const char *state_dir;
-    const char *self_exe;   /* the asr binary, run as `asr _git ...` for git work */
+    const char *git_exe;    /* the asr-git helper, run for git work (src/cli/asr_git.c) */
     size_t max_connections; /* per service proxy; 0: the proxy's default */
     /* Called for every line a slot writes (stream 1 stdout, 2 stderr), with the commit of the
      * slot's release; may be NULL. */

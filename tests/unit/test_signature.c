@@ -279,6 +279,37 @@ static void test_prefilter_fallback(void **state)
     asr_sigset_destroy(set);
 }
 
+/* Compiled in a child process (ASR_SIGSET_APART): the same hits, prefilters and captures
+ * included, and the same error messages. */
+static void test_compile_apart(void **state)
+{
+    (void)state;
+    struct asr_signature_cfg sigs[] = {
+        SIG("REPEAT", "(\\w+) \\1"),
+        SIG("NAMEDREF", "user=(?<user>\\w+) retry user=\\k<user>"),
+        SIG("PLAIN", "disk full on (?<dev>\\S+)"),
+    };
+    struct asr_sigset *set = make(sigs, 3, ASR_SIGSET_GENERIC | ASR_SIGSET_APART);
+    assert_int_equal(asr_sigset_count(set), 3);
+    assert_true(asr_sigset_generic_count(set) > 0);
+    expect(set, "hello hello world", "REPEAT", NULL);
+    expect(set, "user=bob retry user=bob", "NAMEDREF[user=bob]", NULL);
+    expect(set, "user=bob retry user=eve", NULL);
+    expect(set, "ERROR disk full on /dev/sda1", "PLAIN[dev=/dev/sda1]", "generic:error", NULL);
+    expect(set, "all good", NULL);
+    asr_sigset_destroy(set);
+    set = make(NULL, 0, ASR_SIGSET_APART);
+    expect(set, "ERROR x", NULL);
+    asr_sigset_destroy(set);
+    struct asr_signature_cfg bad = {.id = "KEEP", .pattern = "foo\\Kbar", .line = 9};
+    struct asr_err err = {0};
+    set = NULL;
+    assert_int_equal(asr_sigset_create(&bad, 1, ASR_SIGSET_APART, &set, &err), ASR_ECONFIG);
+    assert_null(set);
+    assert_string_equal(err.msg, "signature KEEP (line 9): pattern: not supported by Hyperscan, "
+                                 "even as a prefilter: \\K at index 3 not supported.");
+}
+
 /* Hits come in config order, then generic table order, whatever their place in the line. */
 static void test_order_and_once(void **state)
 {
@@ -641,6 +672,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_generic_hits),
         cmocka_unit_test(test_generic_false_positives),
         cmocka_unit_test(test_hundred_signatures),
+        cmocka_unit_test(test_compile_apart),
         cmocka_unit_test(test_block_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
