@@ -247,6 +247,7 @@ static int get_node(struct ctx *c, int index, int line, yaml_node_t **out)
 /* The text of a non-null scalar without NUL bytes, or an "expected WHAT, got ..." error. */
 static int want_scalar(struct ctx *c, yaml_node_t *n, const char *what, const char **out)
 {
+    *out = ""; /* set on every path, so no caller reads an unset pointer (and -O3 can tell) */
     if (n->type != YAML_SCALAR_NODE || is_null(n))
         return fail_type(c, n, what);
     if (memchr(n->data.scalar.value, '\0', n->data.scalar.length) != NULL)

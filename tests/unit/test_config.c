@@ -196,7 +196,7 @@ static const char *check_msg(const struct tmp *t, const char *text)
 static void test_full_fixture(void **state)
 {
     (void)state; /* the fixture's PATH supplies `make` */
-    char path[4096], dir[4096], want[4200];
+    char path[4200], dir[4096], want[4200];
     struct asr_config *cfg = NULL;
     struct asr_err err = {0};
     snprintf(path, sizeof(path), "%s/tests/fixtures/config/full.yaml", source_dir());
