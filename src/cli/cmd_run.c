@@ -156,7 +156,9 @@ static void file_line_cb(void *data, const char *line, size_t len, bool cut,
 static void file_event_cb(void *data, enum asr_tail_event ev, const char *detail)
 {
     struct file_source *f = data;
-    if (ev == ASR_TAIL_ERROR || ev == ASR_TAIL_MISSING)
+    /* A missing file is normal (before the service's first write, and for a moment in every
+     * rename rotation): only errors are warnings. */
+    if (ev == ASR_TAIL_ERROR)
         asr_warn("log file of %s: %s", f->service, detail);
     else
         asr_info("log file of %s: %s", f->service, detail);
