@@ -15,7 +15,9 @@
  * (it may be ASCII, a new lead byte or the newline).
  */
 #include "asr/framer.h"
+
 #include "asr/error.h"
+#include "asr/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -205,29 +207,6 @@ static size_t ascii_run(const unsigned char *p, size_t n)
     return i;
 }
 
-/* Length of the valid, complete UTF-8 sequence of 2 to 4 bytes at p (avail bytes there), or
- * 0. The same rules as decode_byte(), for the fast path: text in other scripts than Latin is
- * mostly such sequences, and decoding them byte by byte would cost a call per byte. */
-static size_t valid_seq(const unsigned char *p, size_t avail)
-{
-    unsigned c = p[0];
-    if (c >= 0xC2 && c <= 0xDF)
-        return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (avail < 3 || (p[2] & 0xC0) != 0x80)
-            return 0;
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return p[1] >= lo && p[1] <= hi ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (avail < 4 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-            return 0;
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return p[1] >= lo && p[1] <= hi ? 4 : 0;
-    }
-    return 0;
-}
-
 /*
  * Adds the bytes [p, e) (no '\n' among them) to the current line, starting at input offset off.
  * Returns the number of bytes consumed: all of them, or fewer if the line was cut (the caller
@@ -247,7 +226,9 @@ static size_t add_segment(struct asr_framer *f, const unsigned char *p, size_t n
             i += k;
             if (i == n)
                 break;
-            size_t sl = valid_seq(p + i, n - i);
+            /* A whole valid multibyte character is copied at once (text in other scripts is
+             * mostly such sequences); anything else, NUL and CR included, is decoded below. */
+            size_t sl = p[i] >= 0x80 ? asr_utf8_seq(p + i, n - i) : 0;
             if (sl > 0 && sl <= f->max_line - f->len) {
                 memcpy(f->buf + f->len, p + i, sl);
                 f->len += sl;

@@ -7,6 +7,8 @@
  */
 #include "detect/cloudwatch.h"
 
+#include "asr/utf8.h"
+
 #include <jansson.h>
 #include <zlib.h>
 
@@ -201,38 +203,6 @@ out:
     return rc;
 }
 
-/* Length of a valid UTF-8 sequence at p (n bytes left), or 0 if it is invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 1;
-    else if (c == 0xE0)
-        need = 2, lo = 0xA0;
-    else if (c == 0xED)
-        need = 2, hi = 0x9F;
-    else if (c >= 0xE1 && c <= 0xEF)
-        need = 2;
-    else if (c == 0xF0)
-        need = 3, lo = 0x90;
-    else if (c == 0xF4)
-        need = 3, hi = 0x8F;
-    else if (c >= 0xF1 && c <= 0xF3)
-        need = 3;
-    else
-        return 0;
-    if (n < need + 1 || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t k = 2; k <= need; k++)
-        if (p[k] < 0x80 || p[k] > 0xBF)
-            return 0;
-    return need + 1;
-}
-
 /* The value of four hex digits at p, or -1. */
 static long hex4(const char *p)
 {
@@ -272,7 +242,7 @@ static size_t repair_json_text(const char *s, size_t n, char *o, bool *changed)
     for (size_t i = 0; i < n;) {
         const unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
-            size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+            size_t k = asr_utf8_seq((const unsigned char *)s + i, n - i);
             if (k == 0) {
                 put(o, &j, "\xEF\xBF\xBD", 3);
                 *changed = true;

@@ -24,6 +24,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "detect/signature.h"
 
+#include "asr/utf8.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <hs/hs.h>
@@ -640,71 +642,6 @@ static int on_match_cb(unsigned id, unsigned long long from, unsigned long long 
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if the bytes there are not one
- * (overlong forms, surrogates and code points above U+10FFFF are invalid, as in RFC 3629). */
-static size_t utf8_seq(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if (avail < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return n;
-}
-
-/* Offset of the first byte that is not part of valid UTF-8, or len. ASCII goes 64 bytes at a
- * time (eight words OR-ed, one test of their high bits): log text is nearly all ASCII, and a
- * block scan validates whole megabytes, so this must cost little next to Hyperscan. */
-static size_t utf8_valid_prefix(const unsigned char *p, size_t len)
-{
-    const uint64_t high = 0x8080808080808080ull;
-    size_t i = 0;
-    while (i < len) {
-        if (len - i >= 64) {
-            uint64_t w[8];
-            memcpy(w, p + i, sizeof(w));
-            if (((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) & high) == 0) {
-                i += 64;
-                continue;
-            }
-        }
-        if (len - i >= 8) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            if ((w & high) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        size_t k = utf8_seq(p + i, len - i);
-        if (k == 0)
-            return i;
-        i += k;
-    }
-    return len;
-}
-
 /* Copies line into s->fix with each byte of an invalid sequence replaced by U+FFFD. */
 static int repair(struct asr_sigset *s, const char *line, size_t len, size_t from, size_t *outlen)
 {
@@ -722,7 +659,7 @@ static int repair(struct asr_sigset *s, const char *line, size_t len, size_t fro
     memcpy(s->fix, line, from);
     size_t o = from;
     for (size_t i = from; i < len;) {
-        size_t k = utf8_seq(u + i, len - i);
+        size_t k = asr_utf8_seq(u + i, len - i);
         if (k == 0) {
             memcpy(s->fix + o, "\xef\xbf\xbd", 3);
             o += 3;
@@ -766,7 +703,7 @@ static int scan_line(struct asr_sigset *s, const char *line, size_t len, asr_sig
 {
     if (len > UINT_MAX)
         return ASR_ETOOBIG;
-    size_t ok = utf8_valid_prefix((const unsigned char *)line, len);
+    size_t ok = asr_utf8_valid_prefix((const unsigned char *)line, len);
     if (ok < len) {
         int rc = repair(s, line, len, ok, &len);
         if (rc)
@@ -988,7 +925,7 @@ int asr_sigset_scan_block(struct asr_sigset *s, const char *buf, size_t len, asr
     struct block_ctx b = {cb, data, NULL, 0};
     if (!s->bdb_tried)
         build_block_db(s);
-    if (!s->bdb || utf8_valid_prefix((const unsigned char *)buf, len) < len)
+    if (!s->bdb || asr_utf8_valid_prefix((const unsigned char *)buf, len) < len)
         return scan_lines(s, buf, len, &b);
     s->bbuf = buf;
     s->blen = len;
