@@ -164,9 +164,53 @@ static const char migration_2[] =
     "    updated_at INTEGER NOT NULL\n"
     ") STRICT;\n";
 
+/*
+ * The knowledge base (issue 4, src/strategy/kb.c): documents (playbooks and past incidents with
+ * their outcome), an FTS5 index over their text whose tokenizer keeps identifiers whole
+ * (`parse_request`, `FAULT_DB_TIMEOUT`), the signatures each document answers to (exact match
+ * before any ranking), and the learned record of what worked.
+ */
+static const char migration_3[] =
+    "CREATE TABLE kb_docs (\n"
+    "    id          INTEGER PRIMARY KEY,\n"
+    "    kind        TEXT NOT NULL CONSTRAINT kb_docs_kind_valid\n"
+    "                    CHECK (kind IN ('playbook', 'incident')),\n"
+    "    ref         TEXT NOT NULL CONSTRAINT kb_docs_ref_nonempty CHECK (length(ref) > 0),\n"
+    "    service     TEXT,\n"
+    "    fingerprint TEXT,\n"
+    "    title       TEXT NOT NULL,\n"
+    "    body        TEXT NOT NULL CONSTRAINT kb_docs_body_json CHECK (json_valid(body)),\n"
+    "    source      TEXT,\n"
+    "    updated_at  INTEGER NOT NULL,\n"
+    "    UNIQUE (kind, ref)\n"
+    ") STRICT;\n"
+    "CREATE INDEX kb_docs_by_fingerprint ON kb_docs (fingerprint) WHERE fingerprint IS NOT NULL;\n"
+    "\n"
+    "CREATE TABLE kb_signatures (\n"
+    "    doc_id    INTEGER NOT NULL REFERENCES kb_docs (id) ON DELETE CASCADE,\n"
+    "    signature TEXT NOT NULL,\n"
+    "    PRIMARY KEY (signature, doc_id)\n"
+    ") STRICT, WITHOUT ROWID;\n"
+    "\n"
+    "CREATE VIRTUAL TABLE kb_fts USING fts5(\n"
+    "    title, symptoms, template, message, fields, route, service,\n"
+    "    tokenize = \"unicode61 tokenchars '_'\"\n"
+    ");\n"
+    "\n"
+    "CREATE TABLE kb_outcomes (\n"
+    "    doc_id     INTEGER NOT NULL REFERENCES kb_docs (id) ON DELETE CASCADE,\n"
+    "    signature  TEXT NOT NULL,\n"
+    "    successes  INTEGER NOT NULL DEFAULT 0 CONSTRAINT kb_outcomes_s CHECK (successes >= 0),\n"
+    "    failures   INTEGER NOT NULL DEFAULT 0 CONSTRAINT kb_outcomes_f CHECK (failures >= 0),\n"
+    "    last_mttr_ms INTEGER,\n"
+    "    updated_at INTEGER NOT NULL,\n"
+    "    PRIMARY KEY (signature, doc_id)\n"
+    ") STRICT, WITHOUT ROWID;\n";
+
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},
     {2, "incidents, incident notes, templates, log positions", migration_2},
+    {3, "knowledge base: documents, signatures, full-text index, outcomes", migration_3},
 };
 
 const struct asr_store_migration *asr_store_migrations(size_t *n)

@@ -1,0 +1,500 @@
+/*
+ * kb.c - the knowledge base on SQLite FTS5 (see kb.h for the ranking layers).
+ *
+ * Part of STRATEGY; its tables are migration 3 of the store. It uses the store's statement
+ * helpers (store/store_int.h): the knowledge base is a store module that happens to live with
+ * the planner that reads it.
+ */
+#include "strategy/kb.h"
+
+#include "store/store_int.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TERMS 48       /* query terms kept (the rarest matter; BM25 weighs them) */
+#define TEXT_CANDIDATES 40 /* documents taken from the text index before re-ranking */
+#define TEXT_SCALE 6.0     /* bm25 at which the text layer gives half its weight */
+
+/* Column weights of bm25(): title, symptoms, template, message, fields, route, service. */
+#define BM25_WEIGHTS "bm25(kb_fts, 2.0, 4.0, 3.0, 2.0, 1.0, 1.5, 0.5)"
+
+static const char sql_doc_upsert[] =
+    "INSERT INTO kb_docs (kind, ref, service, fingerprint, title, body, source, updated_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (kind, ref) DO UPDATE SET "
+    "service = excluded.service, fingerprint = excluded.fingerprint, title = excluded.title, "
+    "body = excluded.body, source = excluded.source, updated_at = excluded.updated_at "
+    "RETURNING id";
+static const char sql_sig_clear[] = "DELETE FROM kb_signatures WHERE doc_id = ?1";
+static const char sql_sig_add[] =
+    "INSERT OR IGNORE INTO kb_signatures (doc_id, signature) VALUES (?1, ?2)";
+static const char sql_fts_del[] = "DELETE FROM kb_fts WHERE rowid = ?1";
+static const char sql_fts_add[] =
+    "INSERT INTO kb_fts (rowid, title, symptoms, template, message, fields, route, service) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char sql_doc_id[] = "SELECT id FROM kb_docs WHERE kind = ?1 AND ref = ?2";
+static const char sql_doc_del[] = "DELETE FROM kb_docs WHERE id = ?1";
+static const char sql_by_sig[] =
+    "SELECT d.id FROM kb_signatures s JOIN kb_docs d ON d.id = s.doc_id WHERE s.signature = ?1 "
+    "AND (d.service IS NULL OR ?2 IS NULL OR d.service = ?2) AND (?3 IS NULL OR d.kind = ?3) "
+    "LIMIT 50";
+static const char sql_by_fp[] =
+    "SELECT id FROM kb_docs WHERE fingerprint = ?1 AND (?2 IS NULL OR kind = ?2) "
+    "ORDER BY id DESC LIMIT 20";
+static const char sql_text[] =
+    "SELECT f.rowid, -" BM25_WEIGHTS " AS s FROM kb_fts f JOIN kb_docs d ON d.id = f.rowid "
+    "WHERE kb_fts MATCH ?1 AND (d.service IS NULL OR ?2 IS NULL OR d.service = ?2) "
+    "AND (?3 IS NULL OR d.kind = ?3) ORDER BY " BM25_WEIGHTS " LIMIT "
+    "40";
+static const char sql_doc_get[] =
+    "SELECT kind, ref, title, body, source FROM kb_docs WHERE id = ?1";
+static const char sql_outcome_get[] =
+    "SELECT successes, failures FROM kb_outcomes WHERE signature = ?1 AND doc_id = ?2";
+static const char sql_outcome_add[] =
+    "INSERT INTO kb_outcomes (doc_id, signature, successes, failures, last_mttr_ms, updated_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (signature, doc_id) DO UPDATE SET "
+    "successes = successes + excluded.successes, failures = failures + excluded.failures, "
+    "last_mttr_ms = coalesce(excluded.last_mttr_ms, last_mttr_ms), "
+    "updated_at = excluded.updated_at";
+static const char sql_list[] =
+    "SELECT id FROM kb_docs WHERE ?1 IS NULL OR kind = ?1 ORDER BY kind, ref";
+static const char sql_count[] = "SELECT count(*) FROM kb_docs";
+
+_Static_assert(TEXT_CANDIDATES == 40, "sql_text's LIMIT");
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    return asr_store_bind_str(s, i, v);
+}
+
+int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, struct asr_err *err)
+{
+    const char *op = "kb put";
+    if (d == NULL || d->kind == NULL || d->ref == NULL || d->title == NULL || d->ref[0] == '\0')
+        return asr_err_set(err, ASR_EINVAL, "kb: a document needs a kind, a ref and a title");
+    if (strcmp(d->kind, ASR_KB_PLAYBOOK) != 0 && strcmp(d->kind, ASR_KB_INCIDENT) != 0)
+        return asr_err_set(err, ASR_EINVAL, "kb: kind must be playbook or incident, not '%.32s'",
+                           d->kind);
+    int rc = asr_store_begin(st, op, err);
+    if (rc != 0)
+        return rc;
+    int64_t doc = 0;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_doc_upsert, op, err);
+    if (s == NULL) {
+        rc = ASR_EDB;
+        goto out;
+    }
+    if (bind_text(s, 1, d->kind) || bind_text(s, 2, d->ref) || bind_text(s, 3, d->service) ||
+        bind_text(s, 4, d->fingerprint) || bind_text(s, 5, d->title) ||
+        bind_text(s, 6, d->body != NULL ? d->body : "{}") || bind_text(s, 7, d->source) ||
+        sqlite3_bind_int64(s, 8, asr_store_now(st))) {
+        asr_store_reset(s);
+        rc = asr_store_fail(st, op, err);
+        goto out;
+    }
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        rc = asr_store_fail(st, op, err);
+        asr_store_reset(s);
+        goto out;
+    }
+    doc = sqlite3_column_int64(s, 0);
+    asr_store_reset(s);
+    /* Replace its signatures and its text. */
+    const char *clear[] = {sql_sig_clear, sql_fts_del};
+    for (size_t i = 0; i < 2 && rc == 0; i++) {
+        sqlite3_stmt *c = asr_store_prepare(st, clear[i], op, err);
+        if (c == NULL) {
+            rc = ASR_EDB;
+            goto out;
+        }
+        sqlite3_bind_int64(c, 1, doc);
+        rc = asr_store_run(st, c, op, err);
+    }
+    for (size_t i = 0; rc == 0 && d->signatures != NULL && d->signatures[i] != NULL; i++) {
+        sqlite3_stmt *a = asr_store_prepare(st, sql_sig_add, op, err);
+        if (a == NULL) {
+            rc = ASR_EDB;
+            goto out;
+        }
+        sqlite3_bind_int64(a, 1, doc);
+        bind_text(a, 2, d->signatures[i]);
+        rc = asr_store_run(st, a, op, err);
+    }
+    if (rc == 0) {
+        sqlite3_stmt *f = asr_store_prepare(st, sql_fts_add, op, err);
+        if (f == NULL) {
+            rc = ASR_EDB;
+            goto out;
+        }
+        sqlite3_bind_int64(f, 1, doc);
+        const char *cols[] = {d->title,  d->symptoms, d->tmpl,   d->message,
+                              d->fields, d->route,    d->service};
+        for (int i = 0; i < 7; i++)
+            bind_text(f, i + 2, cols[i] != NULL ? cols[i] : "");
+        rc = asr_store_run(st, f, op, err);
+    }
+out:
+    rc = asr_store_finish(st, rc, op, err);
+    if (rc == 0 && id != NULL)
+        *id = doc;
+    return rc;
+}
+
+int asr_kb_delete(struct asr_store *st, const char *kind, const char *ref, struct asr_err *err)
+{
+    const char *op = "kb delete";
+    int rc = asr_store_begin(st, op, err);
+    if (rc != 0)
+        return rc;
+    int64_t doc = 0;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_doc_id, op, err);
+    if (s == NULL) {
+        rc = ASR_EDB;
+        goto out;
+    }
+    bind_text(s, 1, kind);
+    bind_text(s, 2, ref);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        doc = sqlite3_column_int64(s, 0);
+    asr_store_reset(s);
+    if (doc == 0) {
+        rc = asr_err_set(err, ASR_ENOENT, "kb: no %s '%.128s'", kind, ref);
+        goto out;
+    }
+    const char *dels[] = {sql_fts_del, sql_doc_del};
+    for (size_t i = 0; i < 2 && rc == 0; i++) {
+        sqlite3_stmt *c = asr_store_prepare(st, dels[i], op, err);
+        if (c == NULL) {
+            rc = ASR_EDB;
+            goto out;
+        }
+        sqlite3_bind_int64(c, 1, doc);
+        rc = asr_store_run(st, c, op, err);
+    }
+out:
+    return asr_store_finish(st, rc, op, err);
+}
+
+/* ---- search -------------------------------------------------------------------------------- */
+
+struct terms {
+    char buf[4096];
+    size_t len;
+    size_t n;
+};
+
+/* Adds the words of text as quoted FTS5 terms joined by OR. Words are runs of letters, digits
+ * and '_' (the tokenizer's own notion), at least 2 characters, not only digits; quotes are never
+ * copied, so a hostile text cannot change the query's syntax. */
+static void add_terms(struct terms *t, const char *text)
+{
+    for (const char *p = text; p != NULL && *p != '\0' && t->n < MAX_TERMS;) {
+        while (*p != '\0' &&
+               !(isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80))
+            p++;
+        const char *w = p;
+        bool digits = true;
+        while (*p != '\0' &&
+               (isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80)) {
+            digits = digits && isdigit((unsigned char)*p);
+            p++;
+        }
+        size_t wl = (size_t)(p - w);
+        if (wl < 2 || wl > 64 || digits)
+            continue;
+        /* Skip a word already in the query. */
+        char q[70];
+        int ql = snprintf(q, sizeof(q), "\"%.*s\"", (int)wl, w);
+        if (memmem(t->buf, t->len, q, (size_t)ql) != NULL)
+            continue;
+        size_t need = (size_t)ql + (t->n > 0 ? 4 : 0);
+        if (t->len + need + 1 > sizeof(t->buf))
+            return;
+        if (t->n > 0) {
+            memcpy(t->buf + t->len, " OR ", 4);
+            t->len += 4;
+        }
+        memcpy(t->buf + t->len, q, (size_t)ql);
+        t->len += (size_t)ql;
+        t->buf[t->len] = '\0';
+        t->n++;
+    }
+}
+
+struct cand {
+    int64_t id;
+    double bm25;
+    bool sig, fp;
+};
+
+static struct cand *cand_get(struct cand *v, size_t *n, size_t cap, int64_t id)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (v[i].id == id)
+            return &v[i];
+    if (*n == cap)
+        return NULL;
+    v[*n] = (struct cand){.id = id};
+    return &v[(*n)++];
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+    const struct asr_kb_hit *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return x->doc_id < y->doc_id ? -1 : x->doc_id > y->doc_id;
+}
+
+void asr_kb_hits_free(struct asr_kb_hit *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].kind);
+        free(v[i].ref);
+        free(v[i].title);
+        free(v[i].body);
+        free(v[i].source);
+    }
+    free(v);
+}
+
+/* Fills a hit's document columns. */
+static int load_doc(struct asr_store *st, struct asr_kb_hit *h, struct asr_err *err)
+{
+    const char *op = "kb search";
+    sqlite3_stmt *s = asr_store_prepare(st, sql_doc_get, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    sqlite3_bind_int64(s, 1, h->doc_id);
+    int rc = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        if (asr_store_col_dup(s, 0, &h->kind) || asr_store_col_dup(s, 1, &h->ref) ||
+            asr_store_col_dup(s, 2, &h->title) || asr_store_col_dup(s, 3, &h->body) ||
+            asr_store_col_dup(s, 4, &h->source))
+            rc = asr_err_set(err, ASR_ENOMEM, "kb: out of memory");
+    } else {
+        rc = asr_store_fail(st, op, err);
+    }
+    asr_store_reset(s);
+    return rc;
+}
+
+static void load_outcome(struct asr_store *st, const char *signature, struct asr_kb_hit *h)
+{
+    if (signature == NULL)
+        return;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_outcome_get, "kb search", NULL);
+    if (s == NULL)
+        return;
+    bind_text(s, 1, signature);
+    sqlite3_bind_int64(s, 2, h->doc_id);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        h->successes = sqlite3_column_int64(s, 0);
+        h->failures = sqlite3_column_int64(s, 1);
+    }
+    asr_store_reset(s);
+}
+
+/*
+ * The score, 0..1. An exact signature or fingerprint match is strong evidence (0.6, 0.7 for
+ * both); text adds up to 0.4 (bm25 / (bm25 + TEXT_SCALE)), so text alone tops out at 0.4 and a
+ * threshold around 0.25 keeps weak text matches out; the record moves a document by up to +0.15
+ * for verified fixes and down by up to 0.45 for failed ones (a fix that failed twice drops below
+ * an untried alternative with the same evidence).
+ */
+static double score_of(struct asr_kb_hit *h)
+{
+    double exact = h->exact_signature && h->exact_fingerprint   ? 0.7
+                   : h->exact_signature || h->exact_fingerprint ? 0.6
+                                                                : 0.0;
+    double text = h->bm25 > 0 ? 0.4 * h->bm25 / (h->bm25 + TEXT_SCALE) : 0.0;
+    double learned = 0.05 * (double)(h->successes < 3 ? h->successes : 3) -
+                     0.15 * (double)(h->failures < 3 ? h->failures : 3);
+    double s = exact + text + learned;
+    return s < 0 ? 0 : s > 1 ? 1 : s;
+}
+
+int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr_kb_hit **out,
+                  size_t *n, struct asr_err *err)
+{
+    const char *op = "kb search";
+    *out = NULL;
+    *n = 0;
+    enum { CAP = 50 + 20 + TEXT_CANDIDATES };
+    struct cand c[CAP];
+    size_t nc = 0;
+    int limit = q->limit > 0 ? q->limit : 5;
+    if (q->signature != NULL) {
+        sqlite3_stmt *s = asr_store_prepare(st, sql_by_sig, op, err);
+        if (s == NULL)
+            return ASR_EDB;
+        bind_text(s, 1, q->signature);
+        bind_text(s, 2, q->service);
+        bind_text(s, 3, q->kind);
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            struct cand *x = cand_get(c, &nc, CAP, sqlite3_column_int64(s, 0));
+            if (x != NULL)
+                x->sig = true;
+        }
+        asr_store_reset(s);
+    }
+    if (q->fingerprint != NULL) {
+        sqlite3_stmt *s = asr_store_prepare(st, sql_by_fp, op, err);
+        if (s == NULL)
+            return ASR_EDB;
+        bind_text(s, 1, q->fingerprint);
+        bind_text(s, 2, q->kind);
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            struct cand *x = cand_get(c, &nc, CAP, sqlite3_column_int64(s, 0));
+            if (x != NULL)
+                x->fp = true;
+        }
+        asr_store_reset(s);
+    }
+    struct terms t = {.len = 0};
+    const char *texts[] = {q->text, q->tmpl, q->message, q->fields, q->route, q->signature};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        add_terms(&t, texts[i]);
+    if (t.n > 0) {
+        sqlite3_stmt *s = asr_store_prepare(st, sql_text, op, err);
+        if (s == NULL)
+            return ASR_EDB;
+        bind_text(s, 1, t.buf);
+        bind_text(s, 2, q->service);
+        bind_text(s, 3, q->kind);
+        int step;
+        while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+            struct cand *x = cand_get(c, &nc, CAP, sqlite3_column_int64(s, 0));
+            if (x != NULL)
+                x->bm25 = sqlite3_column_double(s, 1);
+        }
+        int failed = step != SQLITE_DONE;
+        if (failed)
+            asr_store_fail(st, op, err);
+        asr_store_reset(s);
+        if (failed)
+            return ASR_EDB;
+    }
+    if (nc == 0)
+        return 0;
+    struct asr_kb_hit *h = calloc(nc, sizeof(*h));
+    if (h == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "kb: out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < nc && rc == 0; i++) {
+        h[i].doc_id = c[i].id;
+        h[i].bm25 = c[i].bm25;
+        h[i].exact_signature = c[i].sig;
+        h[i].exact_fingerprint = c[i].fp;
+        load_outcome(st, q->signature, &h[i]);
+        h[i].score = score_of(&h[i]);
+    }
+    qsort(h, nc, sizeof(*h), cmp_hit);
+    size_t keep = nc < (size_t)limit ? nc : (size_t)limit;
+    for (size_t i = 0; i < keep && rc == 0; i++) {
+        rc = load_doc(st, &h[i], err);
+        int w = 0;
+        if (h[i].exact_signature)
+            w += snprintf(h[i].why + w, sizeof(h[i].why) - (size_t)w, "signature %.80s; ",
+                          q->signature);
+        if (h[i].exact_fingerprint)
+            w += snprintf(h[i].why + w, sizeof(h[i].why) - (size_t)w, "same fingerprint; ");
+        if (h[i].bm25 > 0)
+            w +=
+                snprintf(h[i].why + w, sizeof(h[i].why) - (size_t)w, "text bm25 %.2f; ", h[i].bm25);
+        if (h[i].successes > 0 || h[i].failures > 0)
+            w += snprintf(h[i].why + w, sizeof(h[i].why) - (size_t)w,
+                          "history %lld verified, %lld failed; ", (long long)h[i].successes,
+                          (long long)h[i].failures);
+        if (w >= 2 && (size_t)w < sizeof(h[i].why))
+            h[i].why[w - 2] = '\0';
+    }
+    for (size_t i = keep; i < nc; i++)
+        memset(&h[i], 0, sizeof(h[i]));
+    if (rc != 0) {
+        asr_kb_hits_free(h, keep);
+        return rc;
+    }
+    *out = h;
+    *n = keep;
+    return 0;
+}
+
+int asr_kb_list(struct asr_store *st, const char *kind, struct asr_kb_hit **out, size_t *n,
+                struct asr_err *err)
+{
+    const char *op = "kb list";
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_list, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    bind_text(s, 1, kind);
+    size_t cap = 0, len = 0;
+    struct asr_kb_hit *v = NULL;
+    int rc = 0;
+    while (rc == 0 && sqlite3_step(s) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t nc = cap != 0 ? cap * 2 : 32;
+            struct asr_kb_hit *p = realloc(v, nc * sizeof(*p));
+            if (p == NULL) {
+                rc = asr_err_set(err, ASR_ENOMEM, "kb: out of memory");
+                break;
+            }
+            v = p;
+            cap = nc;
+        }
+        memset(&v[len], 0, sizeof(v[len]));
+        v[len++].doc_id = sqlite3_column_int64(s, 0);
+    }
+    asr_store_reset(s);
+    for (size_t i = 0; rc == 0 && i < len; i++)
+        rc = load_doc(st, &v[i], err);
+    if (rc != 0) {
+        asr_kb_hits_free(v, len);
+        return rc;
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+int asr_kb_record_outcome(struct asr_store *st, int64_t doc_id, const char *signature, bool success,
+                          int64_t mttr_ms, struct asr_err *err)
+{
+    const char *op = "kb outcome";
+    if (signature == NULL || doc_id <= 0)
+        return asr_err_set(err, ASR_EINVAL, "kb: an outcome needs a document and a signature");
+    int rc = asr_store_begin(st, op, err);
+    if (rc != 0)
+        return rc;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_outcome_add, op, err);
+    if (s == NULL) {
+        rc = ASR_EDB;
+    } else {
+        sqlite3_bind_int64(s, 1, doc_id);
+        bind_text(s, 2, signature);
+        sqlite3_bind_int64(s, 3, success ? 1 : 0);
+        sqlite3_bind_int64(s, 4, success ? 0 : 1);
+        if (mttr_ms > 0)
+            sqlite3_bind_int64(s, 5, mttr_ms);
+        else
+            sqlite3_bind_null(s, 5);
+        sqlite3_bind_int64(s, 6, asr_store_now(st));
+        rc = asr_store_run(st, s, op, err);
+    }
+    return asr_store_finish(st, rc, op, err);
+}
+
+int64_t asr_kb_count(struct asr_store *st)
+{
+    sqlite3_stmt *s = asr_store_prepare(st, sql_count, "kb count", NULL);
+    if (s == NULL)
+        return -1;
+    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    asr_store_reset(s);
+    return n;
+}
