@@ -191,11 +191,13 @@ static const char migration_3[] =
     "    signature TEXT NOT NULL,\n"
     "    PRIMARY KEY (signature, doc_id)\n"
     ") STRICT, WITHOUT ROWID;\n"
+    "CREATE INDEX kb_signatures_by_doc ON kb_signatures (doc_id);\n"
     "\n"
     "CREATE VIRTUAL TABLE kb_fts USING fts5(\n"
     "    title, symptoms, template, message, fields, route, service,\n"
     "    tokenize = \"unicode61 tokenchars '_'\"\n"
     ");\n"
+    "CREATE VIRTUAL TABLE kb_vocab USING fts5vocab(kb_fts, 'row');\n"
     "\n"
     "CREATE TABLE kb_outcomes (\n"
     "    doc_id     INTEGER NOT NULL REFERENCES kb_docs (id) ON DELETE CASCADE,\n"
@@ -205,7 +207,8 @@ static const char migration_3[] =
     "    last_mttr_ms INTEGER,\n"
     "    updated_at INTEGER NOT NULL,\n"
     "    PRIMARY KEY (signature, doc_id)\n"
-    ") STRICT, WITHOUT ROWID;\n";
+    ") STRICT, WITHOUT ROWID;\n"
+    "CREATE INDEX kb_outcomes_by_doc ON kb_outcomes (doc_id);\n";
 
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},

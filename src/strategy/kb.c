@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TERMS 48       /* query terms kept (the rarest matter; BM25 weighs them) */
+#define MAX_TERMS 64       /* distinct words taken from a query */
+#define MAX_QUERY_TERMS 12 /* the rarest of them that go into the MATCH */
+#define DF_BUDGET 1000     /* postings the MATCH may visit (the sum of its words' frequencies) */
 #define TEXT_CANDIDATES 40 /* documents taken from the text index before re-ranking */
 #define TEXT_SCALE 6.0     /* bm25 at which the text layer gives half its weight */
 
@@ -49,6 +51,7 @@ static const char sql_text[] =
     "WHERE kb_fts MATCH ?1 AND (d.service IS NULL OR ?2 IS NULL OR d.service = ?2) "
     "AND (?3 IS NULL OR d.kind = ?3) ORDER BY " BM25_WEIGHTS " LIMIT "
     "40";
+static const char sql_vocab[] = "SELECT doc FROM kb_vocab WHERE term = ?1";
 static const char sql_doc_get[] =
     "SELECT kind, ref, title, body, source FROM kb_docs WHERE id = ?1";
 static const char sql_outcome_get[] =
@@ -180,15 +183,20 @@ out:
 
 /* ---- search -------------------------------------------------------------------------------- */
 
+/* A query word and how many documents hold it. */
+struct term {
+    char w[65];
+    int64_t df;
+};
+
 struct terms {
-    char buf[4096];
-    size_t len;
+    struct term v[MAX_TERMS];
     size_t n;
 };
 
-/* Adds the words of text as quoted FTS5 terms joined by OR. Words are runs of letters, digits
- * and '_' (the tokenizer's own notion), at least 2 characters, not only digits; quotes are never
- * copied, so a hostile text cannot change the query's syntax. */
+/* Adds the words of text: runs of letters, digits and '_' (the tokenizer's own notion, ASCII
+ * folded to lower case as it does), at least 2 characters, not only digits, each once. Quotes
+ * and operators are never copied into the query, so a hostile text cannot change its syntax. */
 static void add_terms(struct terms *t, const char *text)
 {
     for (const char *p = text; p != NULL && *p != '\0' && t->n < MAX_TERMS;) {
@@ -205,23 +213,67 @@ static void add_terms(struct terms *t, const char *text)
         size_t wl = (size_t)(p - w);
         if (wl < 2 || wl > 64 || digits)
             continue;
-        /* Skip a word already in the query. */
-        char q[70];
-        int ql = snprintf(q, sizeof(q), "\"%.*s\"", (int)wl, w);
-        if (memmem(t->buf, t->len, q, (size_t)ql) != NULL)
-            continue;
-        size_t need = (size_t)ql + (t->n > 0 ? 4 : 0);
-        if (t->len + need + 1 > sizeof(t->buf))
-            return;
-        if (t->n > 0) {
-            memcpy(t->buf + t->len, " OR ", 4);
-            t->len += 4;
-        }
-        memcpy(t->buf + t->len, q, (size_t)ql);
-        t->len += (size_t)ql;
-        t->buf[t->len] = '\0';
-        t->n++;
+        struct term *nt = &t->v[t->n];
+        for (size_t i = 0; i < wl; i++)
+            nt->w[i] = (char)tolower((unsigned char)w[i]);
+        nt->w[wl] = '\0';
+        bool dup = false;
+        for (size_t i = 0; i < t->n && !dup; i++)
+            dup = strcmp(t->v[i].w, nt->w) == 0;
+        if (!dup)
+            t->n++;
     }
+}
+
+static int cmp_df(const void *a, const void *b)
+{
+    const struct term *x = a, *y = b;
+    return x->df < y->df ? -1 : x->df > y->df;
+}
+
+/*
+ * Keeps the words that can rank: each one's document frequency from the index's vocabulary, the
+ * words no document holds dropped, and of the rest the rarest, while their frequencies add up to
+ * at most DF_BUDGET postings (and MAX_QUERY_TERMS words); at least the two rarest. A common
+ * word adds almost nothing to BM25 (its IDF is near zero) but makes the index score every
+ * document that holds it: this bound is what keeps a query fast with 100,000 documents.
+ * Writes the MATCH expression into buf and returns the number of words in it.
+ */
+static int match_expr(struct asr_store *st, struct terms *t, char *buf, size_t cap,
+                      struct asr_err *err)
+{
+    sqlite3_stmt *s = asr_store_prepare(st, sql_vocab, "kb search", err);
+    if (s == NULL)
+        return ASR_EDB;
+    size_t keep = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        bind_text(s, 1, t->v[i].w);
+        int64_t df = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+        asr_store_reset(s);
+        if (df > 0) {
+            t->v[keep] = t->v[i];
+            t->v[keep++].df = df;
+        }
+    }
+    t->n = keep;
+    qsort(t->v, t->n, sizeof(t->v[0]), cmp_df);
+    size_t use = 0;
+    int64_t visits = 0;
+    while (use < t->n && use < MAX_QUERY_TERMS && visits + t->v[use].df <= DF_BUDGET) {
+        visits += t->v[use].df;
+        use++;
+    }
+    if (use < 2)
+        use = t->n < 2 ? t->n : 2;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < use; i++) {
+        int w = snprintf(buf + len, cap - len, "%s\"%s\"", i ? " OR " : "", t->v[i].w);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+    }
+    return (int)use;
 }
 
 struct cand {
@@ -354,15 +406,19 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
         }
         asr_store_reset(s);
     }
-    struct terms t = {.len = 0};
+    struct terms t = {.n = 0};
     const char *texts[] = {q->text, q->tmpl, q->message, q->fields, q->route, q->signature};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
         add_terms(&t, texts[i]);
-    if (t.n > 0) {
+    char expr[MAX_QUERY_TERMS * 72];
+    int nterms = t.n > 0 ? match_expr(st, &t, expr, sizeof(expr), err) : 0;
+    if (nterms < 0)
+        return nterms;
+    if (nterms > 0) {
         sqlite3_stmt *s = asr_store_prepare(st, sql_text, op, err);
         if (s == NULL)
             return ASR_EDB;
-        bind_text(s, 1, t.buf);
+        bind_text(s, 1, expr);
         bind_text(s, 2, q->service);
         bind_text(s, 3, q->kind);
         int step;
