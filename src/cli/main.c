@@ -27,6 +27,8 @@ static const char USAGE[] =
     "  incident show ID [--json]          an incident with its context and timeline\n"
     "  incident resolve ID [--reason TEXT]\n"
     "                                     close an incident (its fingerprint cools down)\n"
+    "  kb add FILE|DIR | kb list | kb search QUERY [--json]\n"
+    "                                     the knowledge base: playbooks and past incidents\n"
     "\n"
     "Commands find the daemon through its state dir: --state-dir DIR, or the state_dir of\n"
     "-c FILE, or $ASR_STATE_DIR, or ./.asr. Each command takes --help.\n";
@@ -35,9 +37,11 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
 } commands[] = {
-    {"run", cmd_run},           {"status", cmd_status},       {"deploy", cmd_deploy},
-    {"rollback", cmd_rollback}, {"config", cmd_config},       {"templates", cmd_templates},
-    {"detect", cmd_detect},     {"incidents", cmd_incidents}, {"incident", cmd_incident},
+    {"run", cmd_run},           {"status", cmd_status},
+    {"deploy", cmd_deploy},     {"rollback", cmd_rollback},
+    {"config", cmd_config},     {"templates", cmd_templates},
+    {"detect", cmd_detect},     {"incidents", cmd_incidents},
+    {"incident", cmd_incident}, {"kb", cmd_kb},
 
 };
 
