@@ -98,6 +98,8 @@ static int add(const struct cli_opts *o, const char *path)
     }
     if (st == NULL)
         exit_code = ASR_EXIT_FAIL;
+    else if (exit_code == ASR_EXIT_OK && asr_kb_optimize(st, &err) != 0)
+        cli_error("kb", "%s", err.msg); /* the documents are in; only slower to search */
     asr_store_close(st);
     asr_playbook_set_free(set);
     asr_playbook_free(one);

@@ -10,14 +10,15 @@
 #include "store/store_int.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_TERMS 64       /* distinct words taken from a query */
-#define MAX_QUERY_TERMS 12 /* the rarest of them that go into the MATCH */
-#define DF_BUDGET 1000     /* postings the MATCH may visit (the sum of its words' frequencies) */
+#define MAX_QUERY_TERMS 8  /* the rarest of them that go into the MATCH */
+#define DF_BUDGET 100      /* postings the MATCH may visit (the sum of its words' frequencies) */
 #define TEXT_CANDIDATES 40 /* documents taken from the text index before re-ranking */
 #define TEXT_SCALE 6.0     /* bm25 at which the text layer gives half its weight */
 
@@ -46,16 +47,24 @@ static const char sql_by_sig[] =
 static const char sql_by_fp[] =
     "SELECT id FROM kb_docs WHERE fingerprint = ?1 AND (?2 IS NULL OR kind = ?2) "
     "ORDER BY id DESC LIMIT 20";
-static const char sql_text[] =
-    "SELECT f.rowid, -" BM25_WEIGHTS " AS s FROM kb_fts f JOIN kb_docs d ON d.id = f.rowid "
-    "WHERE kb_fts MATCH ?1 AND (d.service IS NULL OR ?2 IS NULL OR d.service = ?2) "
-    "AND (?3 IS NULL OR d.kind = ?3) ORDER BY " BM25_WEIGHTS " LIMIT "
-    "40";
-static const char sql_vocab[] = "SELECT doc FROM kb_vocab WHERE term = ?1";
+/* The index alone ranks (a join would look up every match's document); the service and kind
+ * of the best TEXT_CANDIDATES are checked afterwards (sql_doc_ok). */
+static const char sql_text[] = "SELECT rowid, -" BM25_WEIGHTS " FROM kb_fts WHERE kb_fts MATCH ?1 "
+                               "ORDER BY " BM25_WEIGHTS " LIMIT 40";
+static const char sql_doc_ok[] =
+    "SELECT 1 FROM kb_docs WHERE id = ?1 AND (service IS NULL OR ?2 IS NULL OR service = ?2) "
+    "AND (?3 IS NULL OR kind = ?3)";
+static const char sql_vocab[] =
+    "SELECT term, df FROM kb_terms WHERE term IN (SELECT value FROM json_each(?1))";
+static const char sql_terms_of[] = "SELECT terms FROM kb_docs WHERE kind = ?1 AND ref = ?2";
+static const char sql_term_add[] =
+    "INSERT INTO kb_terms (term, df) VALUES (?1, 1) ON CONFLICT (term) DO UPDATE SET df = df + 1";
+static const char sql_term_sub[] = "UPDATE kb_terms SET df = max(df - 1, 0) WHERE term = ?1";
+static const char sql_set_terms[] = "UPDATE kb_docs SET terms = ?2 WHERE id = ?1";
 static const char sql_doc_get[] =
     "SELECT kind, ref, title, body, source FROM kb_docs WHERE id = ?1";
-static const char sql_outcome_get[] =
-    "SELECT successes, failures FROM kb_outcomes WHERE signature = ?1 AND doc_id = ?2";
+static const char sql_outcomes_of[] =
+    "SELECT doc_id, successes, failures FROM kb_outcomes WHERE signature = ?1 LIMIT 1000";
 static const char sql_outcome_add[] =
     "INSERT INTO kb_outcomes (doc_id, signature, successes, failures, last_mttr_ms, updated_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (signature, doc_id) DO UPDATE SET "
@@ -67,6 +76,97 @@ static const char sql_list[] =
 static const char sql_count[] = "SELECT count(*) FROM kb_docs";
 
 _Static_assert(TEXT_CANDIDATES == 40, "sql_text's LIMIT");
+
+static size_t next_word(const char **pp, char w[65]);
+
+#define MAX_DOC_TERMS 4096 /* distinct words of one document counted in kb_terms */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The distinct words of a document's text columns, sorted and joined by spaces (malloc'd), or
+ * NULL when out of memory. */
+static char *doc_terms(const char *const *cols, size_t ncols)
+{
+    char **v = calloc(MAX_DOC_TERMS, sizeof(*v));
+    size_t n = 0, total = 1;
+    char w[65];
+    if (v == NULL)
+        return NULL;
+    for (size_t c = 0; c < ncols; c++) {
+        const char *p = cols[c];
+        while (n < MAX_DOC_TERMS && next_word(&p, w) > 0) {
+            if ((v[n] = strdup(w)) == NULL)
+                goto fail;
+            total += strlen(w) + 1;
+            n++;
+        }
+    }
+    qsort(v, n, sizeof(*v), cmp_str);
+    char *out = malloc(total);
+    if (out == NULL)
+        goto fail;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
+            continue;
+        size_t l = strlen(v[i]);
+        if (len > 0)
+            out[len++] = ' ';
+        memcpy(out + len, v[i], l);
+        len += l;
+    }
+    out[len] = '\0';
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+    return out;
+fail:
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+    return NULL;
+}
+
+/* Adds 1 to (or takes 1 from) the document count of every word of a space-separated list. */
+static int bump_terms(struct asr_store *st, const char *list, bool add, const char *op,
+                      struct asr_err *err)
+{
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *e = strchr(p, ' ');
+        size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
+        sqlite3_stmt *s = asr_store_prepare(st, add ? sql_term_add : sql_term_sub, op, err);
+        if (s == NULL)
+            return ASR_EDB;
+        sqlite3_bind_text(s, 1, p, (int)l, SQLITE_TRANSIENT);
+        int rc = asr_store_run(st, s, op, err);
+        if (rc != 0)
+            return rc;
+        p = e != NULL ? e + 1 : p + l;
+    }
+    return 0;
+}
+
+/* The word list stored for (kind, ref), or NULL when there is no such document. */
+static char *old_terms(struct asr_store *st, const char *kind, const char *ref, const char *op,
+                       struct asr_err *err, int *rc)
+{
+    *rc = 0;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_terms_of, op, err);
+    if (s == NULL) {
+        *rc = ASR_EDB;
+        return NULL;
+    }
+    asr_store_bind_str(s, 1, kind);
+    asr_store_bind_str(s, 2, ref);
+    char *t = NULL;
+    if (sqlite3_step(s) == SQLITE_ROW && asr_store_col_dup(s, 0, &t) != 0)
+        *rc = asr_err_set(err, ASR_ENOMEM, "kb: out of memory");
+    asr_store_reset(s);
+    return t;
+}
 
 static int bind_text(sqlite3_stmt *s, int i, const char *v)
 {
@@ -81,10 +181,26 @@ int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, st
     if (strcmp(d->kind, ASR_KB_PLAYBOOK) != 0 && strcmp(d->kind, ASR_KB_INCIDENT) != 0)
         return asr_err_set(err, ASR_EINVAL, "kb: kind must be playbook or incident, not '%.32s'",
                            d->kind);
+    const char *cols[] = {d->title,  d->symptoms, d->tmpl,   d->message,
+                          d->fields, d->route,    d->service};
+    char *terms = doc_terms(cols, 7);
+    if (terms == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "kb: out of memory");
     int rc = asr_store_begin(st, op, err);
-    if (rc != 0)
+    if (rc != 0) {
+        free(terms);
         return rc;
+    }
     int64_t doc = 0;
+    /* Word counts: the replaced version's words out, this version's in. */
+    char *was = old_terms(st, d->kind, d->ref, op, err, &rc);
+    if (rc == 0 && was != NULL)
+        rc = bump_terms(st, was, false, op, err);
+    free(was);
+    if (rc == 0)
+        rc = bump_terms(st, terms, true, op, err);
+    if (rc != 0)
+        goto out;
     sqlite3_stmt *s = asr_store_prepare(st, sql_doc_upsert, op, err);
     if (s == NULL) {
         rc = ASR_EDB;
@@ -133,13 +249,22 @@ int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, st
             goto out;
         }
         sqlite3_bind_int64(f, 1, doc);
-        const char *cols[] = {d->title,  d->symptoms, d->tmpl,   d->message,
-                              d->fields, d->route,    d->service};
         for (int i = 0; i < 7; i++)
             bind_text(f, i + 2, cols[i] != NULL ? cols[i] : "");
         rc = asr_store_run(st, f, op, err);
     }
+    if (rc == 0) {
+        sqlite3_stmt *t = asr_store_prepare(st, sql_set_terms, op, err);
+        if (t == NULL) {
+            rc = ASR_EDB;
+            goto out;
+        }
+        sqlite3_bind_int64(t, 1, doc);
+        bind_text(t, 2, terms);
+        rc = asr_store_run(st, t, op, err);
+    }
 out:
+    free(terms);
     rc = asr_store_finish(st, rc, op, err);
     if (rc == 0 && id != NULL)
         *id = doc;
@@ -167,6 +292,12 @@ int asr_kb_delete(struct asr_store *st, const char *kind, const char *ref, struc
         rc = asr_err_set(err, ASR_ENOENT, "kb: no %s '%.128s'", kind, ref);
         goto out;
     }
+    char *was = old_terms(st, kind, ref, op, err, &rc);
+    if (rc == 0 && was != NULL)
+        rc = bump_terms(st, was, false, op, err);
+    free(was);
+    if (rc != 0)
+        goto out;
     const char *dels[] = {sql_fts_del, sql_doc_del};
     for (size_t i = 0; i < 2 && rc == 0; i++) {
         sqlite3_stmt *c = asr_store_prepare(st, dels[i], op, err);
@@ -194,32 +325,48 @@ struct terms {
     size_t n;
 };
 
-/* Adds the words of text: runs of letters, digits and '_' (the tokenizer's own notion, ASCII
- * folded to lower case as it does), at least 2 characters, not only digits, each once. Quotes
- * and operators are never copied into the query, so a hostile text cannot change its syntax. */
-static void add_terms(struct terms *t, const char *text)
+/*
+ * The next word of *p into w (ASCII folded to lower case), or 0 at the end. A word is a run of
+ * letters, digits and '_' (the index tokenizer's own notion), 2 to 64 bytes, not only digits;
+ * bytes of non-ASCII characters count as letters. Indexing and queries cut words alike, so a
+ * word's count in kb_terms is the count of documents the index finds it in.
+ */
+static size_t next_word(const char **pp, char w[65])
 {
-    for (const char *p = text; p != NULL && *p != '\0' && t->n < MAX_TERMS;) {
+    const char *p = *pp;
+    while (p != NULL && *p != '\0') {
         while (*p != '\0' &&
                !(isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80))
             p++;
-        const char *w = p;
+        const char *start = p;
         bool digits = true;
         while (*p != '\0' &&
                (isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80)) {
             digits = digits && isdigit((unsigned char)*p);
             p++;
         }
-        size_t wl = (size_t)(p - w);
+        size_t wl = (size_t)(p - start);
         if (wl < 2 || wl > 64 || digits)
             continue;
-        struct term *nt = &t->v[t->n];
         for (size_t i = 0; i < wl; i++)
-            nt->w[i] = (char)tolower((unsigned char)w[i]);
-        nt->w[wl] = '\0';
+            w[i] = (char)tolower((unsigned char)start[i]);
+        w[wl] = '\0';
+        *pp = p;
+        return wl;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* Adds the distinct words of text to t. Quotes and operators are never copied into a query, so
+ * a hostile text cannot change its syntax. */
+static void add_terms(struct terms *t, const char *text)
+{
+    const char *p = text;
+    while (t->n < MAX_TERMS && next_word(&p, t->v[t->n].w) > 0) {
         bool dup = false;
         for (size_t i = 0; i < t->n && !dup; i++)
-            dup = strcmp(t->v[i].w, nt->w) == 0;
+            dup = strcmp(t->v[i].w, t->v[t->n].w) == 0;
         if (!dup)
             t->n++;
     }
@@ -234,27 +381,44 @@ static int cmp_df(const void *a, const void *b)
 /*
  * Keeps the words that can rank: each one's document frequency from the index's vocabulary, the
  * words no document holds dropped, and of the rest the rarest, while their frequencies add up to
- * at most DF_BUDGET postings (and MAX_QUERY_TERMS words); at least the two rarest. A common
- * word adds almost nothing to BM25 (its IDF is near zero) but makes the index score every
- * document that holds it: this bound is what keeps a query fast with 100,000 documents.
+ * at most DF_BUDGET postings (and MAX_QUERY_TERMS words); when even the rarest is above that,
+ * it alone if it is in at most 10 x DF_BUDGET documents, else no text search at all (the exact
+ * layers still work). A common word adds almost nothing to BM25 (its IDF is near zero) but makes
+ * the index score every document holding it (FTS5 costs ~4 us a posting here): this bound is
+ * what keeps a query fast with 100,000 documents.
  * Writes the MATCH expression into buf and returns the number of words in it.
  */
 static int match_expr(struct asr_store *st, struct terms *t, char *buf, size_t cap,
                       struct asr_err *err)
 {
+    /* One query for every word's frequency: the words go in as a JSON array. */
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < t->n; i++)
+        json_array_append_new(arr, json_string(t->v[i].w));
+    char *list = arr != NULL ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    if (list == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "kb: out of memory");
     sqlite3_stmt *s = asr_store_prepare(st, sql_vocab, "kb search", err);
-    if (s == NULL)
+    if (s == NULL) {
+        free(list);
         return ASR_EDB;
-    size_t keep = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        bind_text(s, 1, t->v[i].w);
-        int64_t df = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-        asr_store_reset(s);
-        if (df > 0) {
-            t->v[keep] = t->v[i];
-            t->v[keep++].df = df;
-        }
     }
+    bind_text(s, 1, list);
+    for (size_t i = 0; i < t->n; i++)
+        t->v[i].df = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *w = (const char *)sqlite3_column_text(s, 0);
+        for (size_t i = 0; w != NULL && i < t->n; i++)
+            if (strcmp(t->v[i].w, w) == 0)
+                t->v[i].df = sqlite3_column_int64(s, 1);
+    }
+    asr_store_reset(s);
+    free(list);
+    size_t keep = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i].df > 0)
+            t->v[keep++] = t->v[i];
     t->n = keep;
     qsort(t->v, t->n, sizeof(t->v[0]), cmp_df);
     size_t use = 0;
@@ -263,8 +427,8 @@ static int match_expr(struct asr_store *st, struct terms *t, char *buf, size_t c
         visits += t->v[use].df;
         use++;
     }
-    if (use < 2)
-        use = t->n < 2 ? t->n : 2;
+    if (use == 0 && t->n > 0 && t->v[0].df <= 10 * DF_BUDGET)
+        use = 1; /* only common words: the least common one, if it is not everywhere */
     size_t len = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < use; i++) {
@@ -334,18 +498,23 @@ static int load_doc(struct asr_store *st, struct asr_kb_hit *h, struct asr_err *
     return rc;
 }
 
-static void load_outcome(struct asr_store *st, const char *signature, struct asr_kb_hit *h)
+/* The learned record of every candidate for signature, in one query (a signature has few). */
+static void load_outcomes(struct asr_store *st, const char *signature, struct asr_kb_hit *h,
+                          size_t n)
 {
     if (signature == NULL)
         return;
-    sqlite3_stmt *s = asr_store_prepare(st, sql_outcome_get, "kb search", NULL);
+    sqlite3_stmt *s = asr_store_prepare(st, sql_outcomes_of, "kb search", NULL);
     if (s == NULL)
         return;
     bind_text(s, 1, signature);
-    sqlite3_bind_int64(s, 2, h->doc_id);
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        h->successes = sqlite3_column_int64(s, 0);
-        h->failures = sqlite3_column_int64(s, 1);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        int64_t doc = sqlite3_column_int64(s, 0);
+        for (size_t i = 0; i < n; i++)
+            if (h[i].doc_id == doc) {
+                h[i].successes = sqlite3_column_int64(s, 1);
+                h[i].failures = sqlite3_column_int64(s, 2);
+            }
     }
     asr_store_reset(s);
 }
@@ -419,11 +588,20 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
         if (s == NULL)
             return ASR_EDB;
         bind_text(s, 1, expr);
-        bind_text(s, 2, q->service);
-        bind_text(s, 3, q->kind);
+        sqlite3_stmt *ok = asr_store_prepare(st, sql_doc_ok, op, err);
+        if (ok == NULL) {
+            asr_store_reset(s);
+            return ASR_EDB;
+        }
         int step;
         while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-            struct cand *x = cand_get(c, &nc, CAP, sqlite3_column_int64(s, 0));
+            int64_t id = sqlite3_column_int64(s, 0);
+            sqlite3_bind_int64(ok, 1, id);
+            bind_text(ok, 2, q->service);
+            bind_text(ok, 3, q->kind);
+            bool fits = sqlite3_step(ok) == SQLITE_ROW;
+            asr_store_reset(ok);
+            struct cand *x = fits ? cand_get(c, &nc, CAP, id) : NULL;
             if (x != NULL)
                 x->bm25 = sqlite3_column_double(s, 1);
         }
@@ -445,9 +623,10 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
         h[i].bm25 = c[i].bm25;
         h[i].exact_signature = c[i].sig;
         h[i].exact_fingerprint = c[i].fp;
-        load_outcome(st, q->signature, &h[i]);
-        h[i].score = score_of(&h[i]);
     }
+    load_outcomes(st, q->signature, h, nc);
+    for (size_t i = 0; i < nc; i++)
+        h[i].score = score_of(&h[i]);
     qsort(h, nc, sizeof(*h), cmp_hit);
     size_t keep = nc < (size_t)limit ? nc : (size_t)limit;
     for (size_t i = 0; i < keep && rc == 0; i++) {
@@ -553,4 +732,14 @@ int64_t asr_kb_count(struct asr_store *st)
     int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
     asr_store_reset(s);
     return n;
+}
+
+int asr_kb_optimize(struct asr_store *st, struct asr_err *err)
+{
+    /* FTS5 adds a segment per transaction and merges them gradually; a query reads every
+     * segment, so after a bulk load one full merge makes queries several times cheaper. */
+    if (sqlite3_exec(asr_store_db(st), "INSERT INTO kb_fts (kb_fts) VALUES ('optimize')", NULL,
+                     NULL, NULL) != SQLITE_OK)
+        return asr_store_fail(st, "kb optimize", err);
+    return 0;
 }

@@ -86,6 +86,9 @@ void asr_kb_hits_free(struct asr_kb_hit *v, size_t n);
 int asr_kb_record_outcome(struct asr_store *st, int64_t doc_id, const char *signature, bool success,
                           int64_t mttr_ms, struct asr_err *err);
 
+/* Merges the text index into one segment (after adding many documents; `asr kb add` does it). */
+int asr_kb_optimize(struct asr_store *st, struct asr_err *err);
+
 /* Number of documents (for status and benchmarks). */
 int64_t asr_kb_count(struct asr_store *st);
 
