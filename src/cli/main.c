@@ -29,6 +29,8 @@ static const char USAGE[] =
     "                                     close an incident (its fingerprint cools down)\n"
     "  kb add FILE|DIR | kb list | kb search QUERY [--json]\n"
     "                                     the knowledge base: playbooks and past incidents\n"
+    "  plan INCIDENT_ID [--json] [-c FILE]\n"
+    "                                     the remediation plan for an incident (nothing runs)\n"
     "\n"
     "Commands find the daemon through its state dir: --state-dir DIR, or the state_dir of\n"
     "-c FILE, or $ASR_STATE_DIR, or ./.asr. Each command takes --help.\n";
@@ -42,6 +44,7 @@ static const struct {
     {"config", cmd_config},     {"templates", cmd_templates},
     {"detect", cmd_detect},     {"incidents", cmd_incidents},
     {"incident", cmd_incident}, {"kb", cmd_kb},
+    {"plan", cmd_plan},
 
 };
 
