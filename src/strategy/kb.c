@@ -521,16 +521,18 @@ static void load_outcomes(struct asr_store *st, const char *signature, struct as
 
 /*
  * The score, 0..1. An exact signature or fingerprint match is strong evidence (0.6, 0.7 for
- * both); text adds up to 0.4 (bm25 / (bm25 + TEXT_SCALE)), so text alone tops out at 0.4 and a
- * threshold around 0.25 keeps weak text matches out; the record moves a document by up to +0.15
- * for verified fixes and down by up to 0.45 for failed ones (a fix that failed twice drops below
- * an untried alternative with the same evidence).
+ * both; a generic detector's signature 0.1); text adds up to 0.4 (bm25 / (bm25 + TEXT_SCALE)), so
+ * text alone tops out at 0.4 and a threshold around 0.25 keeps weak text matches out; the record
+ * moves a document by up to +0.15 for verified fixes and down by up to 0.45 for failed ones (a fix
+ * that failed twice drops below an untried alternative with the same evidence).
  */
-static double score_of(struct asr_kb_hit *h)
+static double score_of(struct asr_kb_hit *h, const char *signature)
 {
-    double exact = h->exact_signature && h->exact_fingerprint   ? 0.7
-                   : h->exact_signature || h->exact_fingerprint ? 0.6
-                                                                : 0.0;
+    /* A built-in detector's signature ("generic:fatal" for any FATAL line) says little about
+     * which fault it is: as evidence it weighs 0.1, not 0.6, and the text decides. */
+    bool generic = signature != NULL && strncmp(signature, "generic:", 8) == 0;
+    double sig = h->exact_signature ? (generic ? 0.1 : 0.6) : 0.0;
+    double exact = h->exact_fingerprint ? (sig > 0 ? 0.7 : 0.6) : sig;
     double text = h->bm25 > 0 ? 0.4 * h->bm25 / (h->bm25 + TEXT_SCALE) : 0.0;
     double learned = 0.05 * (double)(h->successes < 3 ? h->successes : 3) -
                      0.15 * (double)(h->failures < 3 ? h->failures : 3);
@@ -626,7 +628,7 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
     }
     load_outcomes(st, q->signature, h, nc);
     for (size_t i = 0; i < nc; i++)
-        h[i].score = score_of(&h[i]);
+        h[i].score = score_of(&h[i], q->signature);
     qsort(h, nc, sizeof(*h), cmp_hit);
     size_t keep = nc < (size_t)limit ? nc : (size_t)limit;
     for (size_t i = 0; i < keep && rc == 0; i++) {
