@@ -40,35 +40,6 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int index_playbook(struct asr_store *st, const struct asr_playbook *pb, struct asr_err *err)
-{
-    json_t *j = asr_playbook_json(pb);
-    char *body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    const char **sigs = calloc(pb->nsignatures + 1, sizeof(char *));
-    if (body == NULL || sigs == NULL) {
-        free(body);
-        free(sigs);
-        return asr_err_set(err, ASR_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < pb->nsignatures; i++)
-        sigs[i] = pb->signatures[i];
-    struct asr_kb_doc d = {.kind = ASR_KB_PLAYBOOK,
-                           .ref = pb->id,
-                           .service = pb->service,
-                           .title = pb->title,
-                           .signatures = sigs,
-                           .symptoms = pb->symptoms,
-                           .tmpl = pb->template,
-                           .message = pb->text,
-                           .body = body,
-                           .source = pb->file};
-    int rc = asr_kb_put(st, &d, NULL, err);
-    free(sigs);
-    free(body);
-    return rc;
-}
-
 static const char *str(const json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
@@ -300,7 +271,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < pbs->n; i++)
-        if (index_playbook(st, pbs->items[i], &err) != 0) {
+        if (asr_kb_put_playbook(st, pbs->items[i], &err) != 0) {
             fprintf(stderr, "retrieval_bench: %s: %s\n", pbs->items[i]->id, err.msg);
             goto out;
         }

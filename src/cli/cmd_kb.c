@@ -36,38 +36,6 @@ static struct asr_store *open_store(const struct cli_opts *o)
     return st;
 }
 
-/* Indexes one playbook. Its text columns: the title, the symptoms, match.template and
- * match.text (as the message an operator expects to see). */
-static int index_playbook(struct asr_store *st, const struct asr_playbook *pb, struct asr_err *err)
-{
-    json_t *j = asr_playbook_json(pb);
-    char *body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (body == NULL)
-        return asr_err_set(err, ASR_ENOMEM, "out of memory");
-    char **sigs = calloc(pb->nsignatures + 1, sizeof(char *));
-    if (sigs == NULL) {
-        free(body);
-        return asr_err_set(err, ASR_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < pb->nsignatures; i++)
-        sigs[i] = pb->signatures[i];
-    struct asr_kb_doc d = {.kind = ASR_KB_PLAYBOOK,
-                           .ref = pb->id,
-                           .service = pb->service,
-                           .title = pb->title,
-                           .signatures = (const char *const *)sigs,
-                           .symptoms = pb->symptoms,
-                           .tmpl = pb->template,
-                           .message = pb->text,
-                           .body = body,
-                           .source = pb->file};
-    int rc = asr_kb_put(st, &d, NULL, err);
-    free(sigs);
-    free(body);
-    return rc;
-}
-
 static int add(const struct cli_opts *o, const char *path)
 {
     struct stat sb;
@@ -89,7 +57,7 @@ static int add(const struct cli_opts *o, const char *path)
     size_t n = set != NULL ? set->n : 1;
     for (size_t i = 0; st != NULL && i < n; i++) {
         const struct asr_playbook *pb = set != NULL ? set->items[i] : one;
-        if (index_playbook(st, pb, &err) != 0) {
+        if (asr_kb_put_playbook(st, pb, &err) != 0) {
             cli_error("kb", "%s: %s", pb->file, err.msg);
             exit_code = ASR_EXIT_FAIL;
             break;

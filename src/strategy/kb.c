@@ -8,6 +8,7 @@
 #include "strategy/kb.h"
 
 #include "store/store_int.h"
+#include "strategy/playbook.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -744,4 +745,36 @@ int asr_kb_optimize(struct asr_store *st, struct asr_err *err)
                      NULL, NULL) != SQLITE_OK)
         return asr_store_fail(st, "kb optimize", err);
     return 0;
+}
+
+/* Indexes one playbook. Its text columns: the title, the symptoms, match.template and
+ * match.text (as the message an operator expects to see). */
+int asr_kb_put_playbook(struct asr_store *st, const struct asr_playbook *pb, struct asr_err *err)
+{
+    json_t *j = asr_playbook_json(pb);
+    char *body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (body == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "out of memory");
+    char **sigs = calloc(pb->nsignatures + 1, sizeof(char *));
+    if (sigs == NULL) {
+        free(body);
+        return asr_err_set(err, ASR_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < pb->nsignatures; i++)
+        sigs[i] = pb->signatures[i];
+    struct asr_kb_doc d = {.kind = ASR_KB_PLAYBOOK,
+                           .ref = pb->id,
+                           .service = pb->service,
+                           .title = pb->title,
+                           .signatures = (const char *const *)sigs,
+                           .symptoms = pb->symptoms,
+                           .tmpl = pb->template,
+                           .message = pb->text,
+                           .body = body,
+                           .source = pb->file};
+    int rc = asr_kb_put(st, &d, NULL, err);
+    free(sigs);
+    free(body);
+    return rc;
 }

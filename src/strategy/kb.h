@@ -45,6 +45,11 @@ struct asr_kb_doc {
 
 /* Adds or replaces (by kind and ref) a document. *id gets its id (may be NULL). */
 int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, struct asr_err *err);
+struct asr_playbook;
+/* Adds or replaces a playbook (playbook.h): its title, symptoms, match.template (as the
+ * template), match.text (as the message an operator expects), signatures and service, with the
+ * playbook as JSON for its body. The one way playbooks are indexed (asr kb add, tests, benches). */
+int asr_kb_put_playbook(struct asr_store *st, const struct asr_playbook *pb, struct asr_err *err);
 /* Removes a document; ASR_ENOENT if there is none. */
 int asr_kb_delete(struct asr_store *st, const char *kind, const char *ref, struct asr_err *err);
 
