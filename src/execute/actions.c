@@ -6,7 +6,9 @@
  */
 #include "execute/actions.h"
 
+#include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 static int fail(struct asr_err *err, const char *fmt, const char *a, const char *b)
 {
@@ -105,16 +107,22 @@ static bool glob_match(const char *g, const char *p)
 
 bool asr_path_allowed(const char *path, const asr_argv globs)
 {
-    if (path == NULL || path[0] == '\0' || path[0] == '/' || globs == NULL)
+    if (path == NULL || path[0] == '\0' || path[0] == '/' || globs == NULL ||
+        strlen(path) > ASR_ACTION_MAX_PATH)
         return false;
+    /* Plain ASCII names only: no control characters, backslashes, quotes, '%' escapes or
+     * lookalike Unicode (the same rule as the edit parser's, src/strategy/edits.c). */
     for (const char *p = path; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
+        if (!isalnum((unsigned char)*p) && strchr("._-+@,=/", *p) == NULL)
             return false;
-    /* Every segment must be a plain name: no empty segment, no '.' or '..'. */
+    /* Every segment must be a plain name: no empty segment, no '.' or '..', and never a '.git'
+     * directory in any case (a patch there could install a hook, code that git itself runs). */
+    int segs = 0;
     for (const char *s = path;;) {
         const char *e = strchr(s, '/');
         size_t l = e != NULL ? (size_t)(e - s) : strlen(s);
-        if (l == 0 || (l == 1 && s[0] == '.') || (l == 2 && s[0] == '.' && s[1] == '.'))
+        if (++segs > ASR_ACTION_MAX_SEGMENTS || l == 0 || (l == 1 && s[0] == '.') ||
+            (l == 2 && s[0] == '.' && s[1] == '.') || (l == 4 && strncasecmp(s, ".git", 4) == 0))
             return false;
         if (e == NULL)
             break;

@@ -25,7 +25,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define ASR_ACTION_MAX_EDITS 64
+#define ASR_ACTION_MAX_EDITS 32 /* as many as one edit reply may hold (strategy/edits.h) */
+#define ASR_ACTION_MAX_PATH 512
+#define ASR_ACTION_MAX_SEGMENTS 32
 #define ASR_ACTION_MAX_TEXT (64 * 1024) /* bytes of one search or replace text */
 
 struct asr_action {
@@ -48,8 +50,9 @@ const struct asr_action *asr_actions(size_t *n);
 int asr_action_check(const char *name, const json_t *args, const struct asr_service_cfg *svc,
                      struct asr_err *err);
 /* Whether a relative path lies inside one of the globs ('*' within a segment, '**' across
- * segments); false for absolute paths, '..' components, empty segments, backslashes and
- * control characters. */
+ * segments); false for absolute paths, empty, '.', '..' or '.git' (any case) components,
+ * characters other than ASCII letters, digits and . _ - + @ , = /, more than
+ * ASR_ACTION_MAX_SEGMENTS components or ASR_ACTION_MAX_PATH bytes. */
 bool asr_path_allowed(const char *path, const asr_argv globs);
 
 #endif

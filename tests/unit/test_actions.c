@@ -77,7 +77,7 @@ static void test_patch(void **state)
                            &svc, msg, sizeof(msg)),
                      ASR_EINVAL);
     assert_int_equal(check("patch", "{\"edits\": []}", &svc, msg, sizeof(msg)), ASR_EINVAL);
-    assert_string_equal(msg, "action patch: edits: expected a list of 1 to 64 edits");
+    assert_string_equal(msg, "action patch: edits: expected a list of 1 to 32 edits");
     assert_int_equal(check("patch",
                            "{\"edits\": [{\"path\": \"src/a.c\", \"search\": \"\", \"replace\": "
                            "\"b\"}]}",
@@ -116,6 +116,12 @@ static void test_path_allowed(void **state)
     assert_false(asr_path_allowed("", globs));
     assert_false(asr_path_allowed("Makefile.bak", globs));
     assert_false(asr_path_allowed("src/a.c", NULL));
+    assert_false(asr_path_allowed("src/.git/hooks/pre-commit", globs));
+    assert_false(asr_path_allowed("src/.GIT/config", globs));
+    assert_false(asr_path_allowed("src/%2e%2e/x", globs));
+    assert_false(asr_path_allowed("src/caf\xc3\xa9.c", globs));
+    assert_false(asr_path_allowed("src/a b.c", globs));
+    assert_true(asr_path_allowed("src/.github-ish/a_b-c+d@e,f=g.c", globs));
     char *none[] = {NULL};
     assert_false(asr_path_allowed("src/a.c", none));
 }
