@@ -14,6 +14,8 @@ uint64_t asr_time_mono_ms(void);
 /* Monotonic microseconds, for latencies below a millisecond. */
 uint64_t asr_time_mono_us(void);
 int64_t asr_time_wall_ms(void);
+/* Wall-clock microseconds since the epoch (receive and commit times of log lines). */
+int64_t asr_time_wall_us(void);
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf; returns its length (0 if cap < 25). */
 size_t asr_time_format_utc(int64_t wall_ms, char *buf, size_t cap);
 /*

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define CW_INPUT_MAX (256u << 20) /* bytes of CloudWatch input read in all */
@@ -48,13 +47,6 @@ struct run {
     bool stop; /* a store error: no point going on */
 };
 
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void line_cb(void *data, const char *line, size_t len, bool cut, uint64_t end_offset)
 {
     (void)cut;
@@ -62,7 +54,7 @@ static void line_cb(void *data, const char *line, size_t len, bool cut, uint64_t
     struct run *r = data;
     if (r->stop)
         return;
-    int64_t us = wall_us();
+    int64_t us = asr_time_wall_us();
     struct asr_line ln = {.service = r->service,
                           .source = r->source,
                           .text = line,

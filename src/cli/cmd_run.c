@@ -33,7 +33,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_SERVICES 64
@@ -77,13 +76,6 @@ struct daemon {
     bool state_dir_from_cli;
 };
 
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void detect_line(struct daemon *d, const struct asr_line *ln)
 {
     struct asr_err err = {0};
@@ -95,7 +87,7 @@ static void on_slot_line(struct asr_service *svc, const char *slot, const char *
                          const char *line, size_t len, void *data)
 {
     struct daemon *d = data;
-    int64_t us = wall_us();
+    int64_t us = asr_time_wall_us();
     /* Service output is attacker-influenced text: print it as data, never as a format. */
     asr_info("[%s/%s %s] %.*s", asr_service_name(svc), slot, stream == 1 ? "out" : "err",
              (int)(len > 4096 ? 4096 : len), line);
@@ -126,7 +118,7 @@ static void on_incident(void *data, const struct asr_incident *inc, bool opened)
     (void)data;
     if (!opened)
         return;
-    int64_t us = wall_us();
+    int64_t us = asr_time_wall_us();
     asr_warn("incident %lld opened: service=%s signature=%s severity=%s fingerprint=%.200s "
              "received_us=%lld committed_us=%lld",
              (long long)inc->id, inc->service, inc->signature, inc->severity, inc->fingerprint,
@@ -139,7 +131,7 @@ static void file_line_cb(void *data, const char *line, size_t len, bool cut,
                          const struct asr_tail_pos *pos)
 {
     struct file_source *f = data;
-    int64_t us = wall_us();
+    int64_t us = asr_time_wall_us();
     struct asr_log_position lp = {f->path, pos->dev, pos->ino, pos->offset};
     /* A cut line's position is where its dropped rest starts; saving it would make a restart
      * read that rest as a line. The next whole line saves a position past both. */

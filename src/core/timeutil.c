@@ -27,6 +27,13 @@ int64_t asr_time_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t asr_time_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 size_t asr_time_format_utc(int64_t wall_ms, char *buf, size_t cap)
 {
     if (cap < 25)

@@ -206,18 +206,6 @@ struct asr_detector {
     struct asr_detector_stats st;
 };
 
-static int64_t wall_ms(void)
-{
-    return asr_time_wall_ms();
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- JSON strings -------------------------------------------------------------------------- */
 
 /* len bytes as a JSON string; bytes that are not valid UTF-8 (from a caller that skipped the
@@ -295,7 +283,7 @@ static int add_note(struct asr_detector *d, struct track *t, const char *kind, c
     struct note *n = &d->notes[d->nnotes];
     n->t = t;
     n->incident_id = t->id;
-    n->at = wall_ms();
+    n->at = asr_time_wall_ms();
     n->kind = strdup(kind);
     n->detail = strdup(buf);
     if (n->kind == NULL || n->detail == NULL) {
@@ -548,9 +536,9 @@ static int wait_after(struct asr_detector *d, struct source *src, struct track *
     }
     src->waiting[src->nwaiting++] = t;
     t->after_src = src;
-    /* The wait is wall time (flushes compare it with wall_ms()), whatever the line's time:
+    /* The wait is wall time (flushes compare it with asr_time_wall_ms()), whatever the line's time:
      * a CloudWatch event time may be long past. */
-    t->after_deadline = wall_ms() + d->dc->context_wait_ms;
+    t->after_deadline = asr_time_wall_ms() + d->dc->context_wait_ms;
     return 0;
 }
 
@@ -670,7 +658,7 @@ static void collect_templates(struct service *svc, bool all, struct asr_template
  */
 static int flush_batch(struct asr_detector *d, bool final, bool urgent, struct asr_err *err)
 {
-    int64_t now = wall_ms();
+    int64_t now = asr_time_wall_ms();
     if (final)
         for (size_t i = 0; i < d->ntracks; i++)
             after_finish(d, d->all[i]);
@@ -767,7 +755,7 @@ static int flush_batch(struct asr_detector *d, bool final, bool urgent, struct a
         d->st.flush_errors++;
         goto out;
     }
-    d->last_write_ms = wall_ms();
+    d->last_write_ms = asr_time_wall_ms();
     /* Written. Drop the notes that were in the batch (their track had an id when it was
      * gathered) before the opened tracks get their ids: the notes of those tracks were held
      * back and are written by the second round below. */
@@ -840,7 +828,7 @@ static void timer_cb(uv_timer_t *h)
 {
     struct asr_detector *d = h->data;
     bool due = d->need_flush;
-    int64_t now = wall_ms();
+    int64_t now = asr_time_wall_ms();
     /* A batch went out less than an interval ago (new incidents carry everything pending that
      * is complete): skip this turn rather than add a commit that a new incident's commit could
      * have to wait behind. */
@@ -885,7 +873,7 @@ static void fp_append(char *fp, size_t cap, const char *name, const char *v, siz
  * the fault was resolved here, whatever time an event says it happened. */
 static bool in_cooldown(const struct asr_detector *d, const struct track *t)
 {
-    return !t->open && wall_ms() - t->resolved_at < d->dc->cooldown_ms;
+    return !t->open && asr_time_wall_ms() - t->resolved_at < d->dc->cooldown_ms;
 }
 
 static int open_incident(struct asr_detector *d, struct service *svc, struct source *src,
@@ -895,7 +883,7 @@ static int open_incident(struct asr_detector *d, struct service *svc, struct sou
     int64_t now = ln->at_ms;
     struct track *t = prev;
     if (t == NULL) {
-        if (!prune_tracks(d, wall_ms())) {
+        if (!prune_tracks(d, asr_time_wall_ms())) {
             /* Too many distinct fingerprints at once (a flood of unique values): fold into one
              * overflow incident per service instead of growing without bound. */
             snprintf(f->fingerprint, sizeof(f->fingerprint), "%s:overflow", svc->cfg->name);
@@ -973,7 +961,7 @@ static int open_incident(struct asr_detector *d, struct service *svc, struct sou
     t->open = true;
     if (prev != NULL && prev_id != 0)
         add_note(d, t, "recurrence", "recurrence of incident %lld (resolved %lld ms earlier)",
-                 (long long)prev_id, (long long)(wall_ms() - prev->resolved_at));
+                 (long long)prev_id, (long long)(asr_time_wall_ms() - prev->resolved_at));
     t->resolved_at = 0;
     t->recur_noted = false;
     t->count = 1;
@@ -1190,7 +1178,7 @@ int asr_detector_exit(struct asr_detector *d, const char *service, const char *s
         f.severity = "error";
     }
     f.fields = json_pack("{s:i, s:i}", "status", status, "signal", term_signal);
-    int64_t now = wall_ms();
+    int64_t now = asr_time_wall_ms();
     struct asr_line ln = {.service = service,
                           .source = "exit",
                           .slot = slot,
@@ -1198,7 +1186,7 @@ int asr_detector_exit(struct asr_detector *d, const char *service, const char *s
                           .text = line,
                           .len = strlen(line),
                           .at_ms = now,
-                          .received_us = wall_us()};
+                          .received_us = asr_time_wall_us()};
     /* The context of a crash is what the process last said on stderr. */
     struct source *ctx = NULL;
     for (size_t i = 0; i < svc->nsources; i++)
@@ -1247,7 +1235,7 @@ int asr_detector_resolve(struct asr_detector *d, int64_t id, const char *reason,
         struct track *t = d->all[i];
         if (t->id == id && t->open) {
             t->open = false;
-            t->resolved_at = wall_ms();
+            t->resolved_at = asr_time_wall_ms();
             t->recur_noted = false;
             for (size_t k = 0; k < d->nsvcs; k++)
                 if (d->svcs[k].group_root == t)
@@ -1269,7 +1257,8 @@ static int load_tracks(struct asr_detector *d, struct asr_err *err)
 {
     struct asr_incident *v = NULL;
     size_t n = 0;
-    int rc = asr_store_incident_recent(d->o.store, wall_ms() - d->dc->cooldown_ms, &v, &n, err);
+    int rc =
+        asr_store_incident_recent(d->o.store, asr_time_wall_ms() - d->dc->cooldown_ms, &v, &n, err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         struct service *svc = find_service(d, v[i].service);
         if (svc == NULL)
