@@ -3,6 +3,8 @@
  */
 #include "cli/cli.h"
 
+#include "asr/store.h"
+
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -168,4 +170,17 @@ void cli_print_json(json_t *v)
         printf("%s\n", s);
         free(s);
     }
+}
+
+struct asr_store *cli_open_store(const struct cli_opts *o, const char *what)
+{
+    char *sd = cli_state_dir(o);
+    if (sd == NULL)
+        return NULL;
+    struct asr_store *st = NULL;
+    struct asr_err err = {0};
+    if (asr_store_open(sd, &st, &err) != 0)
+        cli_error(what, "%s", err.msg);
+    free(sd);
+    return st;
 }

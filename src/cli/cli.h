@@ -44,6 +44,9 @@ void cli_error(const char *what, const char *fmt, ...) __attribute__((format(pri
 /* The state dir: --state-dir, else the config's state_dir (loading -c), else $ASR_STATE_DIR,
  * else ./.asr. Returns a new absolute path, or NULL after printing an error. */
 char *cli_state_dir(const struct cli_opts *o);
+struct asr_store;
+/* Opens the store of the state dir (cli_state_dir); NULL after printing "asr: what: why". */
+struct asr_store *cli_open_store(const struct cli_opts *o, const char *what);
 /* Prints a JSON value followed by a newline. */
 void cli_print_json(json_t *v);
 /* Prints a JSON value on one line (JSON lines output). */

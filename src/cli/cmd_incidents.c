@@ -55,19 +55,6 @@ static void fmt_ms(int64_t ms, char *buf, size_t cap)
         asr_time_format_utc(ms, buf, cap);
 }
 
-static struct asr_store *open_store(const struct cli_opts *o, const char *what)
-{
-    char *sd = cli_state_dir(o);
-    if (sd == NULL)
-        return NULL;
-    struct asr_store *st = NULL;
-    struct asr_err err = {0};
-    if (asr_store_open(sd, &st, &err) != 0)
-        cli_error(what, "%s", err.msg);
-    free(sd);
-    return st;
-}
-
 int cmd_incidents(int argc, char **argv)
 {
     struct cli_opts o;
@@ -79,7 +66,7 @@ int cmd_incidents(int argc, char **argv)
         cli_error("usage", "--status expects open or resolved, got '%s'", o.status);
         return ASR_EXIT_USAGE;
     }
-    struct asr_store *st = open_store(&o, "incidents");
+    struct asr_store *st = cli_open_store(&o, "incidents");
     if (st == NULL)
         return ASR_EXIT_FAIL;
     struct asr_incident *v = NULL;
@@ -134,7 +121,7 @@ static void print_lines(const char *label, const char *json_text)
 
 static int show(const struct cli_opts *o, int64_t id)
 {
-    struct asr_store *st = open_store(o, "incident");
+    struct asr_store *st = cli_open_store(o, "incident");
     if (st == NULL)
         return ASR_EXIT_FAIL;
     struct asr_incident inc = {0};

@@ -23,19 +23,6 @@ static const char USAGE[] =
     "add indexes a playbook, or every *.yaml/*.yml playbook of a directory (validated first);\n"
     "search ranks playbooks and past incidents for a text, and says why each one matched.\n";
 
-static struct asr_store *open_store(const struct cli_opts *o)
-{
-    char *sd = cli_state_dir(o);
-    if (sd == NULL)
-        return NULL;
-    struct asr_store *st = NULL;
-    struct asr_err err = {0};
-    if (asr_store_open(sd, &st, &err) != 0)
-        cli_error("kb", "%s", err.msg);
-    free(sd);
-    return st;
-}
-
 static int add(const struct cli_opts *o, const char *path)
 {
     struct stat sb;
@@ -52,7 +39,7 @@ static int add(const struct cli_opts *o, const char *path)
         cli_error("kb", "%s", err.msg);
         return ASR_EXIT_FAIL;
     }
-    struct asr_store *st = open_store(o);
+    struct asr_store *st = cli_open_store(o, "kb");
     int exit_code = ASR_EXIT_OK;
     size_t n = set != NULL ? set->n : 1;
     for (size_t i = 0; st != NULL && i < n; i++) {
@@ -88,7 +75,7 @@ static json_t *hit_json(const struct asr_kb_hit *h)
 
 static int list_or_search(const struct cli_opts *o, const char *query)
 {
-    struct asr_store *st = open_store(o);
+    struct asr_store *st = cli_open_store(o, "kb");
     if (st == NULL)
         return ASR_EXIT_FAIL;
     struct asr_kb_hit *h = NULL;

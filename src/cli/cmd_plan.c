@@ -36,14 +36,13 @@ int cmd_plan(int argc, char **argv)
         cli_error("config", "%s", err.msg);
         return ASR_EXIT_FAIL;
     }
-    char *sd = cli_state_dir(&o);
-    struct asr_store *st = NULL;
+    struct asr_store *st = cli_open_store(&o, "plan");
     struct asr_incident inc = {0};
     struct asr_plan plan = {0};
     int exit_code = ASR_EXIT_FAIL;
-    if (sd == NULL)
+    if (st == NULL)
         goto out;
-    if (asr_store_open(sd, &st, &err) != 0 || asr_store_incident_get(st, id, &inc, &err) != 0) {
+    if (asr_store_incident_get(st, id, &inc, &err) != 0) {
         cli_error("plan", "%s", err.msg);
         goto out;
     }
@@ -89,6 +88,5 @@ out:
     asr_incident_free(&inc);
     asr_store_close(st);
     asr_config_free(cfg);
-    free(sd);
     return exit_code;
 }
