@@ -59,11 +59,6 @@ static const char sql_templates[] =
     "ORDER BY cluster_id";
 static const char sql_get_position[] = "SELECT dev, ino, offset FROM log_positions WHERE path = ?1";
 
-static int bad_arg(struct asr_err *err, const char *op, const char *what)
-{
-    return asr_err_set(err, ASR_EINVAL, "store: %s: %s", op, what);
-}
-
 static int bind_id(sqlite3_stmt *s, int i, int64_t v)
 {
     return v != 0 ? sqlite3_bind_int64(s, i, v) : sqlite3_bind_null(s, i);
@@ -88,9 +83,9 @@ static int insert_incident(struct asr_store *st, struct asr_incident *inc, const
 {
     if (inc->fingerprint == NULL || inc->service == NULL || inc->kind == NULL ||
         inc->signature == NULL || inc->severity == NULL || inc->source == NULL || inc->line == NULL)
-        return bad_arg(err, op,
-                       "incident without fingerprint, service, kind, signature, "
-                       "severity, source or line");
+        return asr_store_bad_arg(err, op,
+                                 "incident without fingerprint, service, kind, signature, "
+                                 "severity, source or line");
     sqlite3_stmt *s = asr_store_prepare(st, sql_insert, op, err);
     if (s == NULL)
         return ASR_EDB;
@@ -177,7 +172,7 @@ int asr_store_incident_write(struct asr_store *st, struct asr_incident_batch *b,
 {
     const char *op = "write incidents";
     if (st == NULL || b == NULL)
-        return bad_arg(err, op, "no store or batch");
+        return asr_store_bad_arg(err, op, "no store or batch");
     int rc = asr_store_begin(st, op, err);
     if (rc != 0)
         return rc;
@@ -206,7 +201,7 @@ int asr_store_incident_resolve(struct asr_store *st, int64_t id, const char *rea
 {
     const char *op = "resolve incident";
     if (st == NULL || id <= 0)
-        return bad_arg(err, op, "no store or no incident id");
+        return asr_store_bad_arg(err, op, "no store or no incident id");
     int rc = asr_store_begin(st, op, err);
     if (rc != 0)
         return rc;

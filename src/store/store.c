@@ -152,7 +152,7 @@ int asr_store_fail(struct asr_store *st, const char *op, struct asr_err *err)
     return asr_err_set(err, code, "store: %s: %s", op, sqlite3_errmsg(st->db));
 }
 
-static int bad_arg(struct asr_err *err, const char *op, const char *what)
+int asr_store_bad_arg(struct asr_err *err, const char *op, const char *what)
 {
     return asr_err_set(err, ASR_EINVAL, "store: %s: %s", op, what);
 }
@@ -388,12 +388,12 @@ int asr_store_open_file_with_migrations(const char *path, const struct asr_store
     int rc = 0;
 
     if (out == NULL)
-        return bad_arg(err, "open", "no out pointer");
+        return asr_store_bad_arg(err, "open", "no out pointer");
     *out = NULL;
     if (path == NULL || path[0] == '\0')
-        return bad_arg(err, "open", "no database path");
+        return asr_store_bad_arg(err, "open", "no database path");
     if (m == NULL && n > 0)
-        return bad_arg(err, "open", "no migration table");
+        return asr_store_bad_arg(err, "open", "no migration table");
     if (sqlite3_libversion_number() < STORE_MIN_SQLITE)
         return asr_err_set(err, ASR_EDB, "store: SQLite %s is too old; asr needs 3.37.0 or newer",
                            sqlite3_libversion());
@@ -435,7 +435,7 @@ int asr_store_open(const char *state_dir, struct asr_store **out, struct asr_err
     if (out != NULL)
         *out = NULL;
     if (state_dir == NULL || state_dir[0] == '\0')
-        return bad_arg(err, "open", "no state dir");
+        return asr_store_bad_arg(err, "open", "no state dir");
 
     int rc = mkdir_p(state_dir, err);
     if (rc != 0)
@@ -507,7 +507,7 @@ int asr_store_service_upsert(struct asr_store *st, const char *name, struct asr_
 {
     const char *op = "upsert service";
     if (st == NULL || name == NULL || name[0] == '\0')
-        return bad_arg(err, op, "no store or no service name");
+        return asr_store_bad_arg(err, op, "no store or no service name");
     int rc = asr_store_begin(st, op, err);
     if (rc != 0)
         return rc;
@@ -615,7 +615,7 @@ int asr_store_release_get_or_create(struct asr_store *st, const char *service, c
     if (out != NULL)
         release_clear(out);
     if (st == NULL || out == NULL || service == NULL || service[0] == '\0' || commit == NULL)
-        return bad_arg(err, op, "no store, output, service or commit");
+        return asr_store_bad_arg(err, op, "no store, output, service or commit");
 
     int rc = asr_store_begin(st, op, err);
     if (rc != 0)
@@ -652,7 +652,7 @@ int asr_store_release_get(struct asr_store *st, int64_t id, struct asr_release *
     if (out != NULL)
         release_clear(out);
     if (st == NULL || out == NULL)
-        return bad_arg(err, "get release", "no store or output");
+        return asr_store_bad_arg(err, "get release", "no store or output");
     return release_by_id(st, id, "get release", out, err);
 }
 
@@ -662,7 +662,7 @@ int asr_store_release_find(struct asr_store *st, const char *service, const char
     if (out != NULL)
         release_clear(out);
     if (st == NULL || out == NULL || service == NULL || commit == NULL)
-        return bad_arg(err, "find release", "no store, output, service or commit");
+        return asr_store_bad_arg(err, "find release", "no store, output, service or commit");
     return release_by_commit(st, service, commit, "find release", out, err);
 }
 
@@ -692,7 +692,7 @@ static int release_set_result(struct asr_store *st, enum stmt_id which, const ch
                               int status, int64_t ms, const char *output, struct asr_err *err)
 {
     if (st == NULL)
-        return bad_arg(err, op, "no store");
+        return asr_store_bad_arg(err, op, "no store");
     sqlite3_stmt *s = stmt(st, which, op, err);
     if (s == NULL)
         return ASR_EDB;
@@ -727,7 +727,7 @@ int asr_store_release_output(struct asr_store *st, int64_t id, const char *which
     if (out != NULL)
         *out = NULL;
     if (st == NULL || out == NULL || which == NULL)
-        return bad_arg(err, op, "no store, output or which");
+        return asr_store_bad_arg(err, op, "no store, output or which");
     enum stmt_id sid;
     if (strcmp(which, "build") == 0)
         sid = S_RELEASE_BUILD_OUTPUT;
@@ -765,7 +765,7 @@ int asr_store_release_set_state(struct asr_store *st, int64_t id, const char *st
 {
     const char *op = "set release state";
     if (st == NULL || state == NULL)
-        return bad_arg(err, op, "no store or state");
+        return asr_store_bad_arg(err, op, "no store or state");
     sqlite3_stmt *s = stmt(st, S_RELEASE_SET_STATE, op, err);
     if (s == NULL)
         return ASR_EDB;
@@ -787,7 +787,7 @@ int asr_store_release_last_good(struct asr_store *st, const char *service, int64
     if (out != NULL)
         release_clear(out);
     if (st == NULL || out == NULL || service == NULL)
-        return bad_arg(err, op, "no store, output or service");
+        return asr_store_bad_arg(err, op, "no store, output or service");
     sqlite3_stmt *s = stmt(st, S_RELEASE_LAST_GOOD, op, err);
     if (s == NULL)
         return ASR_EDB;
@@ -885,7 +885,7 @@ int asr_store_deployment_begin(struct asr_store *st, const char *service, const 
     if (out_id != NULL)
         *out_id = 0;
     if (st == NULL || out_id == NULL || !nonempty(service) || kind == NULL)
-        return bad_arg(err, op, "no store, output, service or kind");
+        return asr_store_bad_arg(err, op, "no store, output, service or kind");
     if (to_release <= 0 || from_release < 0)
         return asr_err_set(err, ASR_EINVAL, "store: %s: release ids %lld -> %lld are not valid", op,
                            (long long)from_release, (long long)to_release);
@@ -951,9 +951,10 @@ int asr_store_deployment_end(struct asr_store *st, int64_t id, const char *outco
 {
     const char *op = "end deployment";
     if (st == NULL || outcome == NULL)
-        return bad_arg(err, op, "no store or outcome");
+        return asr_store_bad_arg(err, op, "no store or outcome");
     if (strcmp(outcome, ASR_DEPLOY_RUNNING) == 0)
-        return bad_arg(err, op, "\"running\" is not an outcome a deployment can end with");
+        return asr_store_bad_arg(err, op,
+                                 "\"running\" is not an outcome a deployment can end with");
 
     int rc = asr_store_begin(st, op, err);
     if (rc != 0)
@@ -984,7 +985,7 @@ int asr_store_deployment_last(struct asr_store *st, const char *service, struct 
     if (out != NULL)
         memset(out, 0, sizeof(*out));
     if (st == NULL || out == NULL || service == NULL)
-        return bad_arg(err, op, "no store, output or service");
+        return asr_store_bad_arg(err, op, "no store, output or service");
     sqlite3_stmt *s = stmt(st, S_DEPLOY_LAST, op, err);
     if (s == NULL)
         return ASR_EDB;
@@ -1071,7 +1072,7 @@ int asr_store_deployment_list(struct asr_store *st, const char *service, int lim
     if (n != NULL)
         *n = 0;
     if (st == NULL || out == NULL || n == NULL)
-        return bad_arg(err, op, "no store or output");
+        return asr_store_bad_arg(err, op, "no store or output");
     if (limit <= 0)
         return asr_err_set(err, ASR_EINVAL, "store: %s: limit %d is not positive", op, limit);
     sqlite3_stmt *s = stmt(st, service != NULL ? S_DEPLOY_LIST : S_DEPLOY_LIST_ALL, op, err);
@@ -1095,7 +1096,7 @@ int asr_store_deployment_abandon_running(struct asr_store *st, const char *reaso
 {
     const char *op = "abandon running deployments";
     if (st == NULL)
-        return bad_arg(err, op, "no store");
+        return asr_store_bad_arg(err, op, "no store");
     int rc = asr_store_begin(st, op, err);
     if (rc != 0)
         return rc;
@@ -1145,7 +1146,7 @@ int asr_store_event_add(struct asr_store *st, const char *service, const char *a
 {
     const char *op = "add event";
     if (st == NULL || !nonempty(actor) || !nonempty(kind))
-        return bad_arg(err, op, "no store, actor or kind");
+        return asr_store_bad_arg(err, op, "no store, actor or kind");
     int rc = asr_store_begin(st, op, err);
     if (rc != 0)
         return rc;
@@ -1195,7 +1196,7 @@ int asr_store_event_list(struct asr_store *st, const char *service, int64_t afte
     if (n != NULL)
         *n = 0;
     if (st == NULL || out == NULL || n == NULL)
-        return bad_arg(err, op, "no store or output");
+        return asr_store_bad_arg(err, op, "no store or output");
     if (limit <= 0)
         return asr_err_set(err, ASR_EINVAL, "store: %s: limit %d is not positive", op, limit);
     sqlite3_stmt *s = stmt(st, service != NULL ? S_EVENT_LIST : S_EVENT_LIST_ALL, op, err);

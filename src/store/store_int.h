@@ -86,6 +86,8 @@ int asr_store_fail(struct asr_store *st, const char *op, struct asr_err *err);
  * SELECT into a growing array of size-byte elements, freeing what was read on failure.
  */
 #define ASR_STORE_MAX_EXTRA_STMTS 48
+/* ASR_EINVAL with "store: OP: WHAT", for a call with missing or invalid arguments. */
+int asr_store_bad_arg(struct asr_err *err, const char *op, const char *what);
 sqlite3_stmt *asr_store_prepare(struct asr_store *st, const char *sql, const char *op,
                                 struct asr_err *err);
 void asr_store_reset(sqlite3_stmt *s);

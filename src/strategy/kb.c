@@ -169,11 +169,6 @@ static char *old_terms(struct asr_store *st, const char *kind, const char *ref, 
     return t;
 }
 
-static int bind_text(sqlite3_stmt *s, int i, const char *v)
-{
-    return asr_store_bind_str(s, i, v);
-}
-
 int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, struct asr_err *err)
 {
     const char *op = "kb put";
@@ -207,10 +202,11 @@ int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, st
         rc = ASR_EDB;
         goto out;
     }
-    if (bind_text(s, 1, d->kind) || bind_text(s, 2, d->ref) || bind_text(s, 3, d->service) ||
-        bind_text(s, 4, d->fingerprint) || bind_text(s, 5, d->title) ||
-        bind_text(s, 6, d->body != NULL ? d->body : "{}") || bind_text(s, 7, d->source) ||
-        sqlite3_bind_int64(s, 8, asr_store_now(st))) {
+    if (asr_store_bind_str(s, 1, d->kind) || asr_store_bind_str(s, 2, d->ref) ||
+        asr_store_bind_str(s, 3, d->service) || asr_store_bind_str(s, 4, d->fingerprint) ||
+        asr_store_bind_str(s, 5, d->title) ||
+        asr_store_bind_str(s, 6, d->body != NULL ? d->body : "{}") ||
+        asr_store_bind_str(s, 7, d->source) || sqlite3_bind_int64(s, 8, asr_store_now(st))) {
         asr_store_reset(s);
         rc = asr_store_fail(st, op, err);
         goto out;
@@ -240,7 +236,7 @@ int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, st
             goto out;
         }
         sqlite3_bind_int64(a, 1, doc);
-        bind_text(a, 2, d->signatures[i]);
+        asr_store_bind_str(a, 2, d->signatures[i]);
         rc = asr_store_run(st, a, op, err);
     }
     if (rc == 0) {
@@ -251,7 +247,7 @@ int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, st
         }
         sqlite3_bind_int64(f, 1, doc);
         for (int i = 0; i < 7; i++)
-            bind_text(f, i + 2, cols[i] != NULL ? cols[i] : "");
+            asr_store_bind_str(f, i + 2, cols[i] != NULL ? cols[i] : "");
         rc = asr_store_run(st, f, op, err);
     }
     if (rc == 0) {
@@ -261,7 +257,7 @@ int asr_kb_put(struct asr_store *st, const struct asr_kb_doc *d, int64_t *id, st
             goto out;
         }
         sqlite3_bind_int64(t, 1, doc);
-        bind_text(t, 2, terms);
+        asr_store_bind_str(t, 2, terms);
         rc = asr_store_run(st, t, op, err);
     }
 out:
@@ -284,8 +280,8 @@ int asr_kb_delete(struct asr_store *st, const char *kind, const char *ref, struc
         rc = ASR_EDB;
         goto out;
     }
-    bind_text(s, 1, kind);
-    bind_text(s, 2, ref);
+    asr_store_bind_str(s, 1, kind);
+    asr_store_bind_str(s, 2, ref);
     if (sqlite3_step(s) == SQLITE_ROW)
         doc = sqlite3_column_int64(s, 0);
     asr_store_reset(s);
@@ -405,7 +401,7 @@ static int match_expr(struct asr_store *st, struct terms *t, char *buf, size_t c
         free(list);
         return ASR_EDB;
     }
-    bind_text(s, 1, list);
+    asr_store_bind_str(s, 1, list);
     for (size_t i = 0; i < t->n; i++)
         t->v[i].df = 0;
     while (sqlite3_step(s) == SQLITE_ROW) {
@@ -508,7 +504,7 @@ static void load_outcomes(struct asr_store *st, const char *signature, struct as
     sqlite3_stmt *s = asr_store_prepare(st, sql_outcomes_of, "kb search", NULL);
     if (s == NULL)
         return;
-    bind_text(s, 1, signature);
+    asr_store_bind_str(s, 1, signature);
     while (sqlite3_step(s) == SQLITE_ROW) {
         int64_t doc = sqlite3_column_int64(s, 0);
         for (size_t i = 0; i < n; i++)
@@ -555,9 +551,9 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
         sqlite3_stmt *s = asr_store_prepare(st, sql_by_sig, op, err);
         if (s == NULL)
             return ASR_EDB;
-        bind_text(s, 1, q->signature);
-        bind_text(s, 2, q->service);
-        bind_text(s, 3, q->kind);
+        asr_store_bind_str(s, 1, q->signature);
+        asr_store_bind_str(s, 2, q->service);
+        asr_store_bind_str(s, 3, q->kind);
         while (sqlite3_step(s) == SQLITE_ROW) {
             struct cand *x = cand_get(c, &nc, CAP, sqlite3_column_int64(s, 0));
             if (x != NULL)
@@ -569,8 +565,8 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
         sqlite3_stmt *s = asr_store_prepare(st, sql_by_fp, op, err);
         if (s == NULL)
             return ASR_EDB;
-        bind_text(s, 1, q->fingerprint);
-        bind_text(s, 2, q->kind);
+        asr_store_bind_str(s, 1, q->fingerprint);
+        asr_store_bind_str(s, 2, q->kind);
         while (sqlite3_step(s) == SQLITE_ROW) {
             struct cand *x = cand_get(c, &nc, CAP, sqlite3_column_int64(s, 0));
             if (x != NULL)
@@ -590,7 +586,7 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
         sqlite3_stmt *s = asr_store_prepare(st, sql_text, op, err);
         if (s == NULL)
             return ASR_EDB;
-        bind_text(s, 1, expr);
+        asr_store_bind_str(s, 1, expr);
         sqlite3_stmt *ok = asr_store_prepare(st, sql_doc_ok, op, err);
         if (ok == NULL) {
             asr_store_reset(s);
@@ -600,8 +596,8 @@ int asr_kb_search(struct asr_store *st, const struct asr_kb_query *q, struct asr
         while ((step = sqlite3_step(s)) == SQLITE_ROW) {
             int64_t id = sqlite3_column_int64(s, 0);
             sqlite3_bind_int64(ok, 1, id);
-            bind_text(ok, 2, q->service);
-            bind_text(ok, 3, q->kind);
+            asr_store_bind_str(ok, 2, q->service);
+            asr_store_bind_str(ok, 3, q->kind);
             bool fits = sqlite3_step(ok) == SQLITE_ROW;
             asr_store_reset(ok);
             struct cand *x = fits ? cand_get(c, &nc, CAP, id) : NULL;
@@ -670,7 +666,7 @@ int asr_kb_list(struct asr_store *st, const char *kind, struct asr_kb_hit **out,
     sqlite3_stmt *s = asr_store_prepare(st, sql_list, op, err);
     if (s == NULL)
         return ASR_EDB;
-    bind_text(s, 1, kind);
+    asr_store_bind_str(s, 1, kind);
     size_t cap = 0, len = 0;
     struct asr_kb_hit *v = NULL;
     int rc = 0;
@@ -714,7 +710,7 @@ int asr_kb_record_outcome(struct asr_store *st, int64_t doc_id, const char *sign
         rc = ASR_EDB;
     } else {
         sqlite3_bind_int64(s, 1, doc_id);
-        bind_text(s, 2, signature);
+        asr_store_bind_str(s, 2, signature);
         sqlite3_bind_int64(s, 3, success ? 1 : 0);
         sqlite3_bind_int64(s, 4, success ? 0 : 1);
         if (mttr_ms > 0)
