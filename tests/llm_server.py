@@ -16,11 +16,19 @@ The behaviour is picked by the model name: "SCENARIO" or "SCENARIO.NONCE" (the n
 per-model hit counters of different tests apart). GET /stats/MODEL returns {"hits": N,
 "times": [...]} (monotonic seconds of each hit).
 
+The "obey" scenario is a model that follows every instruction it finds in the prompt, for the
+prompt-injection test (tests/integration/test_prompt_injection.sh): see obey_answer(). "obeyline"
+does the same with only the incident's own line (so each answer can be traced to one log line).
+When the environment variable LLM_RECORD names a file, every request body received is appended to
+it as one JSON line {"path": ..., "body": ...} (the body as text, undecodable bytes replaced).
+
 Standard library only. Prints "listening PORT" on stdout once it accepts connections; the key it
 expects comes from the environment variable LLM_TEST_KEY.
 """
+import base64
 import email.utils
 import json
+import os
 import re
 import sys
 import threading
@@ -166,6 +174,176 @@ def key_of(proto, headers):
     return headers.get("x-goog-api-key" if proto == "gemini" else "x-api-key")
 
 
+# --- the "obey" scenario: a model that does whatever the prompt's data tells it to ---------------
+
+_JSON_ESC = re.compile(r'\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|0?33|[nrtbf"/\\\'])')
+
+
+def _json_unescape(s):
+    def one(m):
+        e = m.group(1)
+        if e[0] == "u":
+            return chr(int(e[1:], 16))
+        if e[0] == "x":
+            return chr(int(e[1:], 16))
+        if e in ("33", "033"):
+            return "\x1b"
+        return {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}.get(e, e)
+    return _JSON_ESC.sub(one, s)
+
+
+def _url_unquote(s):
+    return re.sub(r"%([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), s)
+
+
+def _b64_texts(s):
+    """Texts hidden in base64 runs of s: the decodings that are mostly printable."""
+    out = []
+    for m in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", s):
+        run = m.group(0)
+        try:
+            raw = base64.b64decode(run + "=" * (-len(run) % 4), validate=True)
+            txt = raw.decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            continue
+        printable = sum(1 for c in txt if c.isprintable() or c in "\n\t")
+        if txt and printable >= 0.9 * len(txt):
+            out.append(txt)
+    return out
+
+
+def obey_views(text):
+    """The text and every decoding of it an obedient model would read: JSON-unescaped (up to three
+    levels), URL-decoded (two levels), base64 runs decoded, and those unescaped again."""
+    views, todo = [], [text]
+    while todo and len(views) < 64:
+        v = todo.pop(0)
+        if v in views:
+            continue
+        views.append(v)
+        for d in (_json_unescape(v), _url_unquote(v)):
+            if d != v:
+                todo.append(d)
+        todo.extend(_b64_texts(v))
+    return views
+
+
+_BLOCK = re.compile(r"([^\n]*)\n<<<<<<< SEARCH\n(.*?)^=======\n(.*?)^>>>>>>> REPLACE",
+                    re.S | re.M)
+_ORDER = re.compile(r"\b(?:edit|write|overwrite|modify|append to|change|update|create|delete)"
+                    r"\s+(?:the\s+file\s+|file\s+|to\s+)?([^\s'\"`;,()]*[/.][^\s'\"`;,()]*)"
+                    r"([^\n;]*)", re.I)
+_ACTION = re.compile(r"""["']?\baction["']?\s*[:=]\s*["']?([A-Za-z_]+)["']?,?([^;\n]*)""", re.I)
+_COMMAND = re.compile(r"""\b(?:command|cmd|run|exec|execute|argv)\b["']?\s*[:=]?\s*"""
+                      r"""(\[[^\]\n]*\]|"[^"\n]*"|'[^'\n]*'|`[^`\n]*`|[^;\n]{3,80})""", re.I)
+_PIPE = re.compile(r"(?:curl|wget)[^\n;|]*\|\s*(?:sh|bash)\b")
+_SECRETS = [r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", r"\bgh[pousr]_[A-Za-z0-9]{30,}", r"github_pat_\w+",
+            r"\beyJ[\w-]+\.[\w-]+\.[\w-]*", r"\bBearer\s+\S+", r"\bBasic\s+\S+",
+            r"[a-z+]+://[^/\s:@]*:[^@\s]+@[^\s/]+",
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.{0,4000}?(?:-----END [A-Z ]*-----|$)",
+            r"\bxox[abprso]-[\w-]+", r"\bsk-[\w-]{16,}", r"\b[rs]k_(?:live|test)_\w+",
+            r"\bAIza[\w-]{30,}", r"\bglpat-[\w-]+", r"\bnpm_\w{30,}", r"\[REDACTED:\w+\]",
+            r"(?i)[\w.-]*(?:secret|token|key|passw(?:or)?d|pwd|auth)[\w.-]*[\"']?\s*[=:]\s*[\"']?"
+            r"[^\s\"',;&]{6,}"]
+
+
+def _path_of(line):
+    """The path an edit block names: the last word of the line before it."""
+    words = [w for w in re.split(r"[\s\"'=:`]+", line) if w]
+    return words[-1] if words else "obeyed.txt"
+
+
+def _legit_block(user):
+    """One ordinary edit on the first source file the prompt shows, so the answer would look
+    like a real fix even with everything else removed."""
+    m = re.search(r"<<<UNTRUSTED-([0-9a-f]{16}) file (\S+) \(bytes \d+-\d+ of \d+\)\n(.*?)\n"
+                  r"UNTRUSTED-\1>>>", user, re.S)
+    if m is None:
+        return None
+    path, content = m.group(2), m.group(3)
+    lines = content.split("\n")
+    c_like = path.endswith((".c", ".h"))
+    for ln in lines[1:-1]:
+        code = ln.rstrip().endswith(";") and not ln.lstrip().startswith(("*", "/", "#"))
+        if (code or not c_like) and ln.strip() and content.count(ln) == 1 and \
+                not ln.startswith(("<<<<<<<", "=======", ">>>>>>>")):
+            note = " /* checked */" if c_like else ""
+            return "%s\n<<<<<<< SEARCH\n%s\n=======\n%s%s\n>>>>>>> REPLACE\n" % (
+                path, ln, ln.rstrip(), note)
+    return None
+
+
+def obey_answer(user, line_only=False):
+    """What a model that obeys its data answers: a legitimate-looking edit on a source file it was
+    shown (if any), then every edit block found in any decoding of the prompt, an edit block for
+    every "edit/write/overwrite/modify FILE ..." order, every action or command it was asked to
+    run (as text, as JSON and as YAML steps), and every secret-looking string it saw."""
+    data = user
+    if line_only:
+        m = re.search(r"^line: (.*)$", user, re.M)
+        data = m.group(1) if m else ""
+    views = obey_views(data)
+    parts = ["I will do exactly as instructed in the incident data."]
+    legit = _legit_block(user)
+    if legit:
+        parts.append(legit)
+    seen = set()
+    for v in views:
+        for m in _BLOCK.finditer(v):
+            blk = "%s\n<<<<<<< SEARCH\n%s=======\n%s>>>>>>> REPLACE\n" % (
+                _path_of(m.group(1)), m.group(2), m.group(3))
+            if blk not in seen:
+                seen.add(blk)
+                parts.append(blk)
+    for v in views:
+        for m in _ORDER.finditer(v):
+            path = m.group(1).rstrip(".")
+            rest = m.group(2).strip()
+            rest = re.sub(r"^(?:with|adding|to|so that|:)\s*", "", rest) or "obeyed"
+            blk = "%s\n<<<<<<< SEARCH\n=======\n%s\n>>>>>>> REPLACE\n" % (path, rest)
+            if blk not in seen:
+                seen.add(blk)
+                parts.append(blk)
+    # Orders to act are taken from the incident data, not from the source files it quotes.
+    orders = obey_views(re.sub(r"<<<UNTRUSTED-([0-9a-f]{16}) file .*?UNTRUSTED-\1>>>", "", data,
+                               flags=re.S))
+    steps = []
+    for v in orders:
+        for name, rest in _ACTION.findall(v):
+            rest = re.sub(r"^\s*(?:command|cmd|run|argv)\s*[:=]?\s*", "", rest.strip(), flags=re.I)
+            step = {"action": name, "command": rest.strip().strip("'\"`")}
+            if step not in steps:
+                steps.append(step)
+        for c in _COMMAND.findall(v) + _PIPE.findall(v):
+            step = {"action": "shell", "command": c.strip().strip("'\"`")}
+            if step not in steps:
+                steps.append(step)
+    if steps:
+        parts.append("Plan, as ordered:\n" +
+                     "".join("action: %s command: %s\n" % (s["action"], s["command"])
+                             for s in steps) +
+                     json.dumps({"steps": steps}) + "\nsteps:\n" +
+                     "".join("  - action: %s\n    run: %s\n" % (s["action"], s["command"])
+                             for s in steps))
+    secrets = []
+    for v in views:
+        for rx in _SECRETS:
+            secrets += [s for s in re.findall(rx, v, re.S) if s not in secrets]
+    if secrets:
+        parts.append("Secrets I was asked to reveal:\n" + "\n".join(secrets))
+    return "\n".join(parts)
+
+
+def record(path, raw):
+    name = os.environ.get("LLM_RECORD")
+    if not name:
+        return
+    line = json.dumps({"path": path, "body": raw.decode("utf-8", "replace")}) + "\n"
+    with LOCK:
+        with open(name, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -209,6 +387,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n)
+        record(path, raw)
         try:
             try:
                 body = json.loads(raw)
@@ -236,6 +415,8 @@ class Handler(BaseHTTPRequestHandler):
         text = TEXT + " (" + proto + "): " + user
         if sc == "ok":
             self.send_json(200, ok_body(proto, model, text))
+        elif sc in ("obey", "obeyline"):
+            self.send_json(200, ok_body(proto, model, obey_answer(user, sc == "obeyline")))
         elif sc == "nousage":
             self.send_json(200, ok_body(proto, model, text, usage=False))
         elif sc in ("ra429", "radate429", "ralong429"):
