@@ -63,6 +63,7 @@ struct asr_policy_cfg {
     int budget_remediations; /* default 6 */
     int64_t budget_per_ms;   /* default 1h */
     int64_t cooldown_ms;     /* default 10m */
+    bool llm_approval;       /* a plan from the LLM needs an operator's approval, default true */
 };
 
 struct asr_service_cfg {
@@ -86,10 +87,17 @@ struct asr_service_cfg {
 };
 
 struct asr_llm_cfg {
-    char *provider;    /* "none" | "openai" | "gemini" | "anthropic", default "none" */
-    char *base_url;    /* may be NULL */
-    char *model;       /* may be NULL */
-    char *api_key_env; /* name of the environment variable holding the key; may be NULL */
+    char *provider;          /* "none" | "openai" | "gemini" | "anthropic", default "none" */
+    char *base_url;          /* may be NULL */
+    char *model;             /* may be NULL */
+    char *api_key_env;       /* name of the environment variable holding the key; may be NULL */
+    int timeout_ms;          /* per attempt, default 60000 */
+    int max_attempts;        /* attempts per question, default 3 */
+    int max_tokens;          /* the model's output limit, default 4096 */
+    int backoff_initial_ms;  /* default 500 */
+    int backoff_max_ms;      /* longest wait between attempts (and Retry-After), default 30000 */
+    int breaker_threshold;   /* consecutive failed questions that open the breaker, default 5 */
+    int breaker_cooldown_ms; /* how long the breaker stays open, default 60000 */
 };
 
 /* How log lines become incidents (docs/detection.md); one section for all services. */

@@ -35,7 +35,8 @@ int cli_parse(int argc, char **argv, const char *allowed, int max_args, const ch
         {'l', NULL, "--log-level", true}, {'p', NULL, "--report", true},
         {'v', NULL, "--service", true},   {'w', NULL, "--cloudwatch", false},
         {'t', NULL, "--status", true},    {'n', NULL, "--limit", true},
-        {'e', NULL, "--reason", true},
+        {'e', NULL, "--reason", true},    {'R', NULL, "--replan", false},
+        {'o', NULL, "--outcome", true},
     };
     memset(o, 0, sizeof(*o));
     for (int i = 0; i < argc; i++) {
@@ -106,6 +107,12 @@ int cli_parse(int argc, char **argv, const char *allowed, int max_args, const ch
             }
             case 'e':
                 o->reason = val;
+                break;
+            case 'R':
+                o->replan = true;
+                break;
+            case 'o':
+                o->outcome = val;
                 break;
             }
             continue;

@@ -28,6 +28,8 @@ struct cli_opts {
     const char *status;      /* --status open|resolved */
     int limit;               /* --limit N (0: not given) */
     const char *reason;      /* --reason TEXT */
+    bool replan;             /* --replan */
+    const char *outcome;     /* --outcome verified|failed */
     bool help;
     char *args[8]; /* positional arguments */
     int nargs;
@@ -35,7 +37,7 @@ struct cli_opts {
 
 /* Parses argv (after the subcommand name). allowed: letters of the options the command accepts:
  * c config, s state-dir, j json, r ref, l log-level, p report, v service, w cloudwatch,
- * t status, n limit, e reason. Prints usage errors itself and
+ * t status, n limit, e reason, R replan, o outcome. Prints usage errors itself and
  * returns ASR_EXIT_USAGE, else 0. */
 int cli_parse(int argc, char **argv, const char *allowed, int max_args, const char *usage,
               struct cli_opts *o);

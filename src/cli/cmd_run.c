@@ -23,6 +23,7 @@
 #include "detect/detector.h"
 #include "detect/tail.h"
 #include "recover/service.h"
+#include "strategy/planner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +58,7 @@ struct file_source {
 struct daemon {
     uv_loop_t *loop;
     struct asr_detector *det;
+    struct asr_planner *planner; /* plans every incident the detector opens */
     struct file_source *files[MAX_LOG_FILES];
     int nfiles;
     struct asr_config *cfg;
@@ -115,7 +117,7 @@ static void on_slot_exit(struct asr_service *svc, const char *slot, const char *
 /* After each commit of a new incident: one log line, with the commit time for latency checks. */
 static void on_incident(void *data, const struct asr_incident *inc, bool opened)
 {
-    (void)data;
+    struct daemon *d = data;
     if (!opened)
         return;
     int64_t us = asr_time_wall_us();
@@ -123,6 +125,8 @@ static void on_incident(void *data, const struct asr_incident *inc, bool opened)
              "received_us=%lld committed_us=%lld",
              (long long)inc->id, inc->service, inc->signature, inc->severity, inc->fingerprint,
              (long long)inc->received_us, (long long)us);
+    if (d->planner != NULL)
+        asr_planner_incident(d->planner, inc->id);
 }
 
 /* ---- log files ------------------------------------------------------------------------------- */
@@ -335,6 +339,8 @@ static void finish_stop(struct daemon *d)
         asr_error("detect: final write failed: %s", err.msg);
     asr_detector_destroy(d->det);
     d->det = NULL;
+    asr_planner_destroy(d->planner); /* questions in flight end as cancelled, and say so */
+    d->planner = NULL;
     if (d->signals_started) {
         uv_close((uv_handle_t *)&d->sig_term, NULL);
         uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -466,6 +472,7 @@ static int apply_config(struct daemon *d, struct asr_config *next, struct asr_er
         asr_service_shutdown(svc, removed_service_stopped_cb, r);
     }
     d->cfg = next;
+    asr_planner_set_config(d->planner, next); /* before the old config can be freed */
     int rc = 0;
     for (size_t i = 0; i < next->nservices; i++) {
         const struct asr_service_cfg *n = &next->services[i];
@@ -691,6 +698,10 @@ int cmd_run(int argc, char **argv)
                                      .on_line = on_slot_line,
                                      .on_exit = on_slot_exit,
                                      .on_line_data = &d};
+    if (asr_planner_create(d.loop, d.store, d.cfg, &d.planner, &err) != 0) {
+        cli_error("run", "%s", err.msg);
+        goto out_loop;
+    }
     if ((d.det = new_detector(&d, d.cfg, &err)) == NULL) {
         cli_error("config", "%s", err.msg);
         goto out_loop;
@@ -733,6 +744,8 @@ out_loop:
     stop_files(&d);
     asr_detector_destroy(d.det);
     d.det = NULL;
+    asr_planner_destroy(d.planner);
+    d.planner = NULL;
     if (d.nservices > 0) {
         d.stopping = d.nservices;
         for (int i = 0; i < d.nservices; i++)

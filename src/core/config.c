@@ -1000,6 +1000,7 @@ static const struct field policy_fields[] = {
     {"approval", set_strlist, false, offsetof(struct asr_policy_cfg, approval), &chk_action, 0},
     {"budget", set_map, false, 0, &budget_schema, 0},
     {"cooldown", set_duration, false, offsetof(struct asr_policy_cfg, cooldown_ms), NULL, 0},
+    {"llm_approval", set_bool, false, offsetof(struct asr_policy_cfg, llm_approval), NULL, 0},
 };
 static const struct schema policy_schema = {policy_fields, NFIELDS(policy_fields), NULL};
 
@@ -1195,6 +1196,7 @@ static int service_defaults(struct ctx *c, struct asr_service_cfg *s, int line)
         .path = strdup("/health"), .interval_ms = 1000, .timeout_ms = 1000, .rise = 2, .fall = 3};
     s->log_stdout = s->log_stderr = true;
     s->policy.budget_remediations = 6;
+    s->policy.llm_approval = true;
     s->policy.budget_per_ms = 3600000;
     s->policy.cooldown_ms = 600000;
     s->restart = (struct asr_restart_cfg){.backoff_initial_ms = 100,
@@ -1242,13 +1244,40 @@ static int set_services(struct ctx *c, const struct field *f, yaml_node_t *n, vo
     return 0;
 }
 
+/* A provider needs a model; the limits stay in ranges a call can live with. */
+static int llm_done(struct ctx *c, yaml_node_t *map, void *obj)
+{
+    const struct asr_llm_cfg *l = obj;
+    if (strcmp(l->provider, "none") != 0 && (l->model == NULL || l->model[0] == '\0'))
+        return fail(c, line_of(map), "model: required when provider is %s", l->provider);
+    if (l->max_attempts > 10)
+        return fail(c, line_of(map), "max_attempts is at most 10");
+    if (l->timeout_ms > 600000)
+        return fail(c, line_of(map), "timeout_ms is at most 600000 (10 minutes)");
+    if (l->backoff_max_ms < l->backoff_initial_ms)
+        return fail(c, line_of(map), "backoff_max_ms (%d) is less than backoff_initial_ms (%d)",
+                    l->backoff_max_ms, l->backoff_initial_ms);
+    return 0;
+}
+
+#define F_LLM(k, m)                                                                                \
+    {                                                                                              \
+#k, set_int, false, offsetof(struct asr_llm_cfg, k), NULL, m                               \
+    }
 static const struct field llm_fields[] = {
     {"provider", set_enum, false, offsetof(struct asr_llm_cfg, provider), llm_providers, 0},
     {"base_url", set_str, false, offsetof(struct asr_llm_cfg, base_url), &chk_url, 0},
     {"model", set_str, false, offsetof(struct asr_llm_cfg, model), NULL, 0},
     {"api_key_env", set_str, false, offsetof(struct asr_llm_cfg, api_key_env), &chk_ident, 0},
+    F_LLM(timeout_ms, 1),
+    F_LLM(max_attempts, 1),
+    F_LLM(max_tokens, 1),
+    F_LLM(backoff_initial_ms, 1),
+    F_LLM(backoff_max_ms, 1),
+    F_LLM(breaker_threshold, 1),
+    F_LLM(breaker_cooldown_ms, 1),
 };
-static const struct schema llm_schema = {llm_fields, NFIELDS(llm_fields), NULL};
+static const struct schema llm_schema = {llm_fields, NFIELDS(llm_fields), llm_done};
 
 /* Bounds that keep the context windows' memory small whatever the file says. */
 static int detection_done(struct ctx *c, yaml_node_t *map, void *obj)
@@ -1439,6 +1468,13 @@ int asr_config_parse(const char *name, const char *dir, const char *text, size_t
                                                 .group_window_ms = 30000,
                                                 .generic = true,
                                                 .rate_jump = 5};
+    cfg->llm = (struct asr_llm_cfg){.timeout_ms = 60000,
+                                    .max_attempts = 3,
+                                    .max_tokens = 4096,
+                                    .backoff_initial_ms = 500,
+                                    .backoff_max_ms = 30000,
+                                    .breaker_threshold = 5,
+                                    .breaker_cooldown_ms = 60000};
     if ((cfg->path = strdup(c.name)) == NULL || (cfg->dir = absolute_dir(dir, c.check)) == NULL ||
         (cfg->log_level = strdup("info")) == NULL || (cfg->llm.provider = strdup("none")) == NULL) {
         rc = oom(&c);

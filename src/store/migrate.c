@@ -214,10 +214,38 @@ static const char migration_3[] =
     ") STRICT, WITHOUT ROWID;\n"
     "CREATE INDEX kb_outcomes_by_doc ON kb_outcomes (doc_id);\n";
 
+/*
+ * Plans (issue 4, src/strategy/plan.c): every plan made for an incident, by the daemon or
+ * `asr plan`, with the knowledge-base document it followed (so an outcome can be credited to
+ * it), the LLM's token usage when one was asked, and what became of it.
+ */
+static const char migration_4[] =
+    "CREATE TABLE plans (\n"
+    "    id          INTEGER PRIMARY KEY,\n"
+    "    incident_id INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,\n"
+    "    created_at  INTEGER NOT NULL,\n"
+    "    strategy    TEXT NOT NULL CONSTRAINT plans_strategy_valid\n"
+    "                    CHECK (strategy IN ('playbook', 'history', 'llm', 'fallback')),\n"
+    "    confidence  REAL NOT NULL CONSTRAINT plans_confidence_range\n"
+    "                    CHECK (confidence >= 0 AND confidence <= 1),\n"
+    "    requires_approval INTEGER NOT NULL CONSTRAINT plans_approval_bool\n"
+    "                    CHECK (requires_approval IN (0, 1)),\n"
+    "    source_doc  INTEGER REFERENCES kb_docs (id) ON DELETE SET NULL,\n"
+    "    status      TEXT NOT NULL DEFAULT 'proposed' CONSTRAINT plans_status_valid\n"
+    "                    CHECK (status IN ('proposed', 'verified', 'failed')),\n"
+    "    outcome_at  INTEGER,\n"
+    "    mttr_ms     INTEGER,\n"
+    "    llm_prompt_tokens     INTEGER,\n"
+    "    llm_completion_tokens INTEGER,\n"
+    "    body        TEXT NOT NULL CONSTRAINT plans_body_json CHECK (json_valid(body))\n"
+    ") STRICT;\n"
+    "CREATE INDEX plans_by_incident ON plans (incident_id, id);\n";
+
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},
     {2, "incidents, incident notes, templates, log positions", migration_2},
     {3, "knowledge base: documents, signatures, full-text index, outcomes", migration_3},
+    {4, "plans", migration_4},
 };
 
 const struct asr_store_migration *asr_store_migrations(size_t *n)

@@ -520,8 +520,10 @@ static void load_outcomes(struct asr_store *st, const char *signature, struct as
  * The score, 0..1. An exact signature or fingerprint match is strong evidence (0.6, 0.7 for
  * both; a generic detector's signature 0.1); text adds up to 0.4 (bm25 / (bm25 + TEXT_SCALE)), so
  * text alone tops out at 0.4 and a threshold around 0.25 keeps weak text matches out; the record
- * moves a document by up to +0.15 for verified fixes and down by up to 0.45 for failed ones (a fix
- * that failed twice drops below an untried alternative with the same evidence).
+ * moves a document up by 0.05 per verified fix (at most 0.15) and down by 0.45 times the share of
+ * its tries that failed: a fix that failed its only try drops below an untried alternative with
+ * the same exact evidence whatever the text says (text is worth at most 0.4), while one failure
+ * among many successes costs little.
  */
 static double score_of(struct asr_kb_hit *h, const char *signature)
 {
@@ -531,8 +533,9 @@ static double score_of(struct asr_kb_hit *h, const char *signature)
     double sig = h->exact_signature ? (generic ? 0.1 : 0.6) : 0.0;
     double exact = h->exact_fingerprint ? (sig > 0 ? 0.7 : 0.6) : sig;
     double text = h->bm25 > 0 ? 0.4 * h->bm25 / (h->bm25 + TEXT_SCALE) : 0.0;
+    double tried = (double)(h->successes + h->failures);
     double learned = 0.05 * (double)(h->successes < 3 ? h->successes : 3) -
-                     0.15 * (double)(h->failures < 3 ? h->failures : 3);
+                     (tried > 0 ? 0.45 * (double)h->failures / tried : 0.0);
     double s = exact + text + learned;
     return s < 0 ? 0 : s > 1 ? 1 : s;
 }

@@ -16,6 +16,7 @@
  * global state is set up with the first client and torn down with the last.
  */
 #include "strategy/llm.h"
+#include "asr/config.h"
 #include "asr/buf.h"
 #include "asr/timeutil.h"
 
@@ -883,6 +884,34 @@ static void sync_done_cb(int rc, struct asr_llm_reply *reply, const char *errmsg
     reply->finish_reason = NULL;
     if (rc != 0)
         asr_err_set(st->err, rc, "%s", errmsg ? errmsg : asr_strerror(rc));
+}
+
+int asr_llm_opts_from_cfg(const struct asr_llm_cfg *cfg, struct asr_llm_opts *o,
+                          struct asr_err *err)
+{
+    memset(o, 0, sizeof(*o));
+    if (cfg == NULL || cfg->provider == NULL || strcmp(cfg->provider, "none") == 0)
+        return asr_err_set(err, ASR_ECONFIG, "llm: no provider is configured (llm.provider)");
+    const char *key = NULL;
+    if (cfg->api_key_env != NULL) {
+        key = getenv(cfg->api_key_env);
+        if (key == NULL || key[0] == '\0')
+            return asr_err_set(err, ASR_ECONFIG,
+                               "llm: the environment variable %s (llm.api_key_env) is not set",
+                               cfg->api_key_env);
+    }
+    *o = (struct asr_llm_opts){.provider = cfg->provider,
+                               .base_url = cfg->base_url,
+                               .model = cfg->model,
+                               .api_key = key,
+                               .timeout_ms = cfg->timeout_ms,
+                               .max_attempts = cfg->max_attempts,
+                               .backoff_initial_ms = cfg->backoff_initial_ms,
+                               .backoff_max_ms = cfg->backoff_max_ms,
+                               .breaker_threshold = cfg->breaker_threshold,
+                               .breaker_cooldown_ms = cfg->breaker_cooldown_ms,
+                               .max_tokens = cfg->max_tokens};
+    return 0;
 }
 
 int asr_llm_complete_sync(const struct asr_llm_opts *o, const struct asr_llm_request *r,

@@ -151,6 +151,16 @@ void asr_llm_destroy(struct asr_llm *c);
 int asr_llm_complete_sync(const struct asr_llm_opts *o, const struct asr_llm_request *r,
                           struct asr_llm_reply *out, struct asr_err *err);
 
+struct asr_llm_cfg;
+/*
+ * The options for the config's llm section (asr/config.h): the key is read from the environment
+ * variable it names. Returns 0, or ASR_ECONFIG when the provider is "none" or the variable is
+ * named but unset or empty (err names it; the key itself is never in a message). The strings
+ * point into cfg and the environment: use the options before either changes.
+ */
+int asr_llm_opts_from_cfg(const struct asr_llm_cfg *cfg, struct asr_llm_opts *o,
+                          struct asr_err *err);
+
 /* Frees the strings of a reply and zeroes it (NULL and zeroed replies are fine). */
 void asr_llm_reply_free(struct asr_llm_reply *r);
 

@@ -4,6 +4,8 @@
 #include "strategy/plan.h"
 
 #include "execute/actions.h"
+#include "store/store_int.h"
+#include "strategy/edits.h"
 #include "strategy/kb.h"
 
 #include <stdio.h>
@@ -128,6 +130,7 @@ int asr_plan_make(struct asr_store *st, const struct asr_incident *inc,
         if (ok != NULL) {
             bool pb = strcmp(h[i].kind, ASR_KB_PLAYBOOK) == 0;
             out->steps = ok;
+            out->source_doc = h[i].doc_id;
             out->strategy = strdup(pb ? "playbook" : "history");
             out->confidence = h[i].score;
             out->playbook = pb ? strdup(h[i].ref) : NULL;
@@ -148,7 +151,8 @@ int asr_plan_make(struct asr_store *st, const struct asr_incident *inc,
         }
         json_decref(body);
     }
-    asr_kb_hits_free(h, n);
+    out->hits = h;
+    out->nhits = n;
     if (out->steps == NULL) {
         int64_t dep = 0;
         char r[1024];
@@ -174,10 +178,10 @@ int asr_plan_make(struct asr_store *st, const struct asr_incident *inc,
         } else {
             bool llm = ctx != NULL && ctx->llm != NULL && ctx->llm->provider != NULL &&
                        strcmp(ctx->llm->provider, "none") != 0;
-            const char *reason =
-                llm ? "nothing known fits; asking the configured LLM for a patch is not wired "
-                      "into planning yet"
-                    : "nothing known fits and no LLM is configured";
+            /* With an LLM this plan stands only until its answer is in (asr_plan_llm_finish). */
+            out->ask_llm = llm;
+            const char *reason = llm ? "nothing known fits and the LLM has not answered"
+                                     : "nothing known fits and no LLM is configured";
             static const char *const a[] = {"escalate", NULL};
             out->steps = steps_of(a, reason);
             out->strategy = strdup("fallback");
@@ -198,13 +202,174 @@ int asr_plan_make(struct asr_store *st, const struct asr_incident *inc,
     return 0;
 }
 
+/* ---- the LLM's patch ---------------------------------------------------------------------- */
+
+int asr_plan_llm_prompt(const struct asr_plan *p, const struct asr_incident *inc,
+                        const struct asr_plan_ctx *ctx, struct asr_prompt *out, struct asr_err *err)
+{
+    const struct asr_service_cfg *svc = ctx != NULL ? ctx->svc : NULL;
+    struct asr_prompt_input in = {.inc = inc,
+                                  .hits = p->hits,
+                                  .nhits = p->nhits,
+                                  .repo_dir = svc != NULL ? svc->repo : NULL,
+                                  .patch_paths = svc != NULL ? svc->policy.patch_paths : NULL};
+    return asr_prompt_build(&in, out, err);
+}
+
+/* Model text shown to operators: control characters (ANSI escapes included) become spaces,
+ * bidi controls and zero-width characters are dropped, and it is cut at max bytes on a
+ * character boundary. The text is valid UTF-8 (the LLM client checks). */
+static char *clean_text(const char *s, size_t max)
+{
+    char *o = malloc(max + 8);
+    if (o == NULL)
+        return NULL;
+    size_t n = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; u[i] != '\0' && n < max;) {
+        size_t len = u[i] < 0x80 ? 1 : u[i] < 0xe0 ? 2 : u[i] < 0xf0 ? 3 : 4;
+        if (u[i] < 0x20 || u[i] == 0x7f) {
+            if (n > 0 && o[n - 1] != ' ')
+                o[n++] = ' ';
+            i++;
+            continue;
+        }
+        /* U+200B..U+200F, U+202A..U+202E, U+2066..U+2069, U+FEFF */
+        bool drop =
+            (u[i] == 0xe2 && u[i + 1] == 0x80 &&
+             ((u[i + 2] >= 0x8b && u[i + 2] <= 0x8f) || (u[i + 2] >= 0xaa && u[i + 2] <= 0xae))) ||
+            (u[i] == 0xe2 && u[i + 1] == 0x81 && u[i + 2] >= 0xa6 && u[i + 2] <= 0xa9) ||
+            (u[i] == 0xef && u[i + 1] == 0xbb && u[i + 2] == 0xbf);
+        if (u[i] >= 0x80 && n + len > max)
+            break;
+        for (size_t k = 0; k < len && u[i + k] != '\0'; k++)
+            if (!drop)
+                o[n++] = (char)u[i + k];
+        i += len;
+    }
+    while (n > 0 && o[n - 1] == ' ')
+        n--;
+    o[n] = '\0';
+    return o;
+}
+
+int asr_plan_escalate(struct asr_plan *p, const char *why, struct asr_err *err)
+{
+    p->ask_llm = false;
+    char reason[600];
+    snprintf(reason, sizeof(reason), "nothing known fits and %.540s", why);
+    static const char *const a[] = {"escalate", NULL};
+    json_decref(p->steps);
+    p->steps = steps_of(a, reason);
+    char r[1024];
+    snprintf(r, sizeof(r),
+             "No playbook or past fix scored %.2f or more, it is not a crash loop and it did not "
+             "follow a deployment, and %.700s. A person decides.",
+             ASR_PLAN_THRESHOLD, why);
+    free(p->rationale);
+    p->rationale = strdup(r);
+    free(p->strategy);
+    p->strategy = strdup("fallback");
+    p->confidence = 0;
+    if (p->steps == NULL || p->rationale == NULL || p->strategy == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "plan: out of memory");
+    return 0;
+}
+
+/* Keeps the escalation, with why the LLM gave no usable patch. */
+static int llm_refused(struct asr_plan *p, const char *why, struct asr_err *err)
+{
+    char w[700];
+    snprintf(w, sizeof(w), "the LLM gave no usable patch: %.600s", why);
+    return asr_plan_escalate(p, w, err);
+}
+
+int asr_plan_llm_finish(struct asr_plan *p, const struct asr_plan_ctx *ctx, int rc,
+                        const struct asr_llm_reply *reply, const char *errmsg, struct asr_err *err)
+{
+    const struct asr_service_cfg *svc = ctx != NULL ? ctx->svc : NULL;
+    const struct asr_llm_cfg *cfg = ctx != NULL ? ctx->llm : NULL;
+    p->ask_llm = false;
+    json_decref(p->llm);
+    p->llm =
+        json_pack("{s:s?, s:s?, s:I, s:I, s:i, s:i, s:I, s:s?}", "provider",
+                  cfg != NULL ? cfg->provider : NULL, "model", cfg != NULL ? cfg->model : NULL,
+                  "prompt_tokens", (json_int_t)(reply != NULL ? reply->prompt_tokens : -1),
+                  "completion_tokens", (json_int_t)(reply != NULL ? reply->completion_tokens : -1),
+                  "attempts", reply != NULL ? reply->attempts : 0, "http_status",
+                  reply != NULL ? reply->http_status : 0, "elapsed_ms",
+                  (json_int_t)(reply != NULL ? reply->elapsed_ms : 0), "error",
+                  rc != 0 ? (errmsg != NULL ? errmsg : "llm: failed") : NULL);
+    if (p->llm == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "plan: out of memory");
+    if (rc != 0 || reply == NULL || reply->text == NULL)
+        return llm_refused(p, errmsg != NULL ? errmsg : "llm: no answer", err);
+    struct asr_edits e = {0};
+    struct asr_err perr = {0};
+    if (asr_edits_parse(reply->text, reply->len, &e, &perr) != 0)
+        return llm_refused(p, perr.msg, err);
+    char why[600];
+    if (svc == NULL) {
+        asr_edits_free(&e);
+        return llm_refused(p, "no service configuration, so no patch_paths allow an edit", err);
+    }
+    if (asr_edits_check_paths(&e, svc->policy.patch_paths, &perr) != 0) {
+        asr_edits_free(&e);
+        return llm_refused(p, perr.msg, err);
+    }
+    char *rationale = clean_text(e.rationale, 400);
+    json_t *edits = json_array();
+    for (size_t i = 0; i < e.n; i++)
+        json_array_append_new(edits, json_pack("{s:s, s:s%, s:s%}", "path", e.v[i].path, "search",
+                                               e.v[i].search, e.v[i].search_len, "replace",
+                                               e.v[i].replace, e.v[i].replace_len));
+    json_t *step = json_pack("{s:s, s:o}", "action", "patch", "edits", edits);
+    json_t *steps = json_array();
+    json_array_append_new(steps, step);
+    json_t *ok = rationale != NULL ? checked_steps(steps, svc, why, sizeof(why)) : NULL;
+    json_decref(steps);
+    if (ok == NULL) {
+        int r = rationale == NULL ? asr_err_set(err, ASR_ENOMEM, "plan: out of memory")
+                                  : llm_refused(p, why, err);
+        free(rationale);
+        asr_edits_free(&e);
+        return r;
+    }
+    char files[300] = "";
+    for (size_t i = 0; i < e.n; i++) {
+        size_t l = strlen(files);
+        if (strstr(files, e.v[i].path) == NULL)
+            snprintf(files + l, sizeof(files) - l, "%s%s", l ? ", " : "", e.v[i].path);
+    }
+    char r[1400];
+    snprintf(r, sizeof(r),
+             "No playbook or past fix scored %.2f or more, it is not a crash loop and it did not "
+             "follow a deployment, so the LLM (%s %s) was asked for a patch. It proposes %zu "
+             "edit(s) to %s, all inside the service's patch_paths. Its rationale: \"%s\"",
+             ASR_PLAN_THRESHOLD, cfg != NULL ? cfg->provider : "?", cfg != NULL ? cfg->model : "?",
+             e.n, files, rationale[0] != '\0' ? rationale : "(none given)");
+    free(rationale);
+    asr_edits_free(&e);
+    json_decref(p->steps);
+    p->steps = ok;
+    free(p->strategy);
+    p->strategy = strdup("llm");
+    p->confidence = ASR_PLAN_LLM_CONFIDENCE;
+    free(p->rationale);
+    p->rationale = strdup(r);
+    p->requires_approval = svc->policy.llm_approval || needs_approval(p->steps, svc);
+    if (p->strategy == NULL || p->rationale == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "plan: out of memory");
+    return 0;
+}
+
 json_t *asr_plan_json(const struct asr_plan *p)
 {
-    return json_pack("{s:I, s:s, s:f, s:O, s:O, s:b, s:O, s:s?, s:s}", "incident",
+    return json_pack("{s:I, s:s, s:f, s:O, s:O, s:b, s:O, s:s?, s:s, s:O?}", "incident",
                      (json_int_t)p->incident_id, "strategy", p->strategy, "confidence",
                      p->confidence, "sources", p->sources, "steps", p->steps, "requires_approval",
                      p->requires_approval, "verify", p->verify, "playbook", p->playbook,
-                     "rationale", p->rationale);
+                     "rationale", p->rationale, "llm", p->llm);
 }
 
 void asr_plan_free(struct asr_plan *p)
@@ -217,5 +382,188 @@ void asr_plan_free(struct asr_plan *p)
     json_decref(p->sources);
     json_decref(p->steps);
     json_decref(p->verify);
+    json_decref(p->llm);
+    asr_kb_hits_free(p->hits, p->nhits);
     memset(p, 0, sizeof(*p));
+}
+
+/* ---- the plans table ------------------------------------------------------------------------ */
+
+static const char sql_plan_put[] =
+    "INSERT INTO plans (incident_id, created_at, strategy, confidence, requires_approval, "
+    "source_doc, llm_prompt_tokens, llm_completion_tokens, body) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+static const char sql_plan_latest[] =
+    "SELECT id, created_at, status, outcome_at, mttr_ms, source_doc, body FROM plans "
+    "WHERE incident_id = ?1 ORDER BY id DESC LIMIT 1";
+static const char sql_plan_outcome[] =
+    "UPDATE plans SET status = ?2, outcome_at = ?3, mttr_ms = ?4 "
+    "WHERE id = ?1 AND status = 'proposed'";
+
+static void bind_opt_int(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v >= 0)
+        sqlite3_bind_int64(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+int asr_plan_save(struct asr_store *st, const struct asr_plan *p, int64_t *id, struct asr_err *err)
+{
+    const char *op = "plan save";
+    json_t *j = asr_plan_json(p);
+    char *body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (body == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "plan: out of memory");
+    int rc = asr_store_begin(st, op, err);
+    if (rc != 0) {
+        free(body);
+        return rc;
+    }
+    sqlite3_stmt *s = asr_store_prepare(st, sql_plan_put, op, err);
+    if (s == NULL) {
+        rc = ASR_EDB;
+    } else {
+        sqlite3_bind_int64(s, 1, p->incident_id);
+        sqlite3_bind_int64(s, 2, asr_store_now(st));
+        asr_store_bind_str(s, 3, p->strategy);
+        sqlite3_bind_double(s, 4, p->confidence);
+        sqlite3_bind_int(s, 5, p->requires_approval ? 1 : 0);
+        bind_opt_int(s, 6, p->source_doc > 0 ? p->source_doc : -1);
+        json_t *l = p->llm;
+        bind_opt_int(s, 7,
+                     l != NULL ? json_integer_value(json_object_get(l, "prompt_tokens")) : -1);
+        bind_opt_int(s, 8,
+                     l != NULL ? json_integer_value(json_object_get(l, "completion_tokens")) : -1);
+        asr_store_bind_str(s, 9, body);
+        rc = asr_store_run(st, s, op, err);
+        if (rc == 0 && id != NULL)
+            *id = sqlite3_last_insert_rowid(asr_store_db(st));
+    }
+    free(body);
+    return asr_store_finish(st, rc, op, err);
+}
+
+/* The latest plan row: its JSON, and its id and source document. */
+static int latest_row(struct asr_store *st, int64_t incident_id, json_t **out, int64_t *plan_id,
+                      int64_t *doc, struct asr_err *err)
+{
+    const char *op = "plan latest";
+    *out = NULL;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_plan_latest, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    sqlite3_bind_int64(s, 1, incident_id);
+    int r = sqlite3_step(s);
+    int rc = 0;
+    if (r == SQLITE_DONE) {
+        rc = asr_err_set(err, ASR_ENOENT, "plan: incident %lld has no plan yet",
+                         (long long)incident_id);
+    } else if (r != SQLITE_ROW) {
+        rc = asr_store_fail(st, op, err);
+    } else {
+        json_t *j = json_loads((const char *)sqlite3_column_text(s, 6), 0, NULL);
+        if (j == NULL) {
+            rc = asr_err_set(err, ASR_EDB, "plan: stored plan of incident %lld is not JSON",
+                             (long long)incident_id);
+        } else {
+            *plan_id = sqlite3_column_int64(s, 0);
+            *doc = sqlite3_column_int64(s, 5);
+            json_object_set_new(j, "id", json_integer(*plan_id));
+            json_object_set_new(j, "created_at", json_integer(sqlite3_column_int64(s, 1)));
+            json_object_set_new(j, "status", json_string((const char *)sqlite3_column_text(s, 2)));
+            json_object_set_new(j, "outcome_at",
+                                sqlite3_column_type(s, 3) == SQLITE_NULL
+                                    ? json_null()
+                                    : json_integer(sqlite3_column_int64(s, 3)));
+            json_object_set_new(j, "mttr_ms",
+                                sqlite3_column_type(s, 4) == SQLITE_NULL
+                                    ? json_null()
+                                    : json_integer(sqlite3_column_int64(s, 4)));
+            *out = j;
+        }
+    }
+    asr_store_reset(s);
+    return rc;
+}
+
+int asr_plan_latest(struct asr_store *st, int64_t incident_id, json_t **out, struct asr_err *err)
+{
+    int64_t id = 0, doc = 0;
+    return latest_row(st, incident_id, out, &id, &doc, err);
+}
+
+/* The incident, its plan and the outcome, as a knowledge-base document (kind incident). */
+static int put_incident_doc(struct asr_store *st, const struct asr_incident *inc, json_t *plan,
+                            bool verified, int64_t mttr_ms, int64_t *doc_id, struct asr_err *err)
+{
+    json_t *fields = json_loads(inc->fields != NULL ? inc->fields : "{}", 0, NULL);
+    const char *route = json_string_value(json_object_get(fields, "route"));
+    json_t *body = json_pack("{s:I, s:s, s:s, s:O, s:b, s:I}", "incident", (json_int_t)inc->id,
+                             "service", inc->service, "signature", inc->signature, "plan", plan,
+                             "verified", verified, "mttr_ms", (json_int_t)mttr_ms);
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    char ref[32], title[200];
+    snprintf(ref, sizeof(ref), "%lld", (long long)inc->id);
+    snprintf(title, sizeof(title), "%s: %.150s (%s)", inc->service, inc->signature,
+             verified ? "fixed" : "fix failed");
+    const char *sigs[] = {inc->signature, NULL};
+    struct asr_kb_doc d = {.kind = ASR_KB_INCIDENT,
+                           .ref = ref,
+                           .service = inc->service,
+                           .fingerprint = inc->fingerprint,
+                           .title = title,
+                           .signatures = sigs,
+                           .tmpl = inc->template,
+                           .message = inc->line,
+                           .fields = inc->fields,
+                           .route = route,
+                           .body = text};
+    int rc = text != NULL ? asr_kb_put(st, &d, doc_id, err)
+                          : asr_err_set(err, ASR_ENOMEM, "plan: out of memory");
+    free(text);
+    json_decref(body);
+    json_decref(fields);
+    return rc;
+}
+
+int asr_plan_learn(struct asr_store *st, const struct asr_incident *inc, bool verified,
+                   int64_t mttr_ms, struct asr_err *err)
+{
+    const char *op = "plan outcome";
+    json_t *plan = NULL;
+    int64_t plan_id = 0, doc = 0;
+    int rc = latest_row(st, inc->id, &plan, &plan_id, &doc, err);
+    if (rc != 0)
+        return rc;
+    /* The outcome is set once, in one statement: a second report of the same plan changes
+     * nothing, so the learned record never counts an outcome twice. */
+    sqlite3_stmt *s = asr_store_prepare(st, sql_plan_outcome, op, err);
+    if (s == NULL) {
+        json_decref(plan);
+        return ASR_EDB;
+    }
+    sqlite3_bind_int64(s, 1, plan_id);
+    asr_store_bind_str(s, 2, verified ? "verified" : "failed");
+    sqlite3_bind_int64(s, 3, asr_store_now(st));
+    bind_opt_int(s, 4, verified && mttr_ms > 0 ? mttr_ms : -1);
+    rc = asr_store_run(st, s, op, err);
+    if (rc == 0 && sqlite3_changes(asr_store_db(st)) == 0)
+        rc = asr_err_set(err, ASR_EINVAL, "plan: plan %lld of incident %lld is already %s",
+                         (long long)plan_id, (long long)inc->id,
+                         json_string_value(json_object_get(plan, "status")));
+    /* Credit the document the plan followed, then keep the incident itself: found by its
+     * fingerprint next time, its fix repeated only if it was verified (plan.c doc_steps). */
+    if (rc == 0 && doc > 0)
+        rc = asr_kb_record_outcome(st, doc, inc->signature, verified, mttr_ms, err);
+    int64_t self = 0;
+    json_object_del(plan, "status");
+    json_object_del(plan, "outcome_at");
+    if (rc == 0)
+        rc = put_incident_doc(st, inc, plan, verified, mttr_ms, &self, err);
+    if (rc == 0 && self > 0 && self != doc)
+        rc = asr_kb_record_outcome(st, self, inc->signature, verified, mttr_ms, err);
+    json_decref(plan);
+    return rc;
 }

@@ -230,7 +230,7 @@ int asr_prompt_build(const struct asr_prompt_input *in, struct asr_prompt *out, 
                             inc->service, nonce);
     const struct {
         const char *label, *text;
-    } parts[] = {{"signature", inc->signature},
+    } parts[] = {{"detected by", inc->signature}, /* not "signature:", a credential key */
                  {"line", inc->line},
                  {"template", inc->template},
                  {"fields", inc->fields},

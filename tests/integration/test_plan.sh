@@ -7,8 +7,9 @@ start_daemon
 wait_for "shop healthy" 15 healthy "$SHOP_PORT"
 "$ASR_BIN" kb add "$ASR_SOURCE_DIR/demo/playbooks" --state-dir "$STATE" >/dev/null || fail "kb add"
 db_is() { [ "$(db "$1")" = "$2" ]; }
-plan() { "$ASR_BIN" plan "$1" --json -c "$CFG" --state-dir "$STATE"; }
+plan() { "$ASR_BIN" plan "$1" --json -c "$CFG" --state-dir "$STATE" $REPLAN; }
 field() { plan "$1" | python3 -c "import json,sys; p=json.load(sys.stdin); print($2)"; }
+REPLAN=
 
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/db-timeout" >/dev/null
 wait_for "db-timeout incident" 5 db_is "select count(*) from incidents where signature='FAULT_DB_TIMEOUT'" 1
@@ -22,9 +23,18 @@ expect_eq "no approval needed" False "$(field "$id" "p['requires_approval']")"
 expect_eq "verify replays the fault" /test-fault/db-timeout "$(field "$id" "p['verify']['request']['path']")"
 "$ASR_BIN" plan "$id" -c "$CFG" --state-dir "$STATE" | grep -q "strategy     playbook: db-statement-limit-too-short" || fail "human plan output"
 
-# A policy that wants approval for patches.
+# The plan is stored: asking again shows the same one.
+expect_eq "one stored plan" 1 "$(db "select count(*) from plans where incident_id=$id")"
+expect_eq "stored plan row" "$(db "select id from plans where incident_id=$id")" "$(field "$id" "p['id']")"
+expect_eq "stored status" proposed "$(field "$id" "p['status']")"
+
+# A policy that wants approval for patches: a new plan (--replan) follows it.
 sed -i 's/approval: \[\]/approval: [patch]/' "$CFG"
+expect_eq "stored plan unchanged" False "$(field "$id" "p['requires_approval']")"
+REPLAN=--replan
 expect_eq "approval from the policy" True "$(field "$id" "p['requires_approval']")"
+expect_eq "two plans" 2 "$(db "select count(*) from plans where incident_id=$id")"
+REPLAN=""
 
 http POST "http://127.0.0.1:$SHOP_PORT/test-fault/crash" >/dev/null
 wait_for "exit incident" 5 db_is "select count(*) from incidents where kind='exit'" 1

@@ -217,11 +217,18 @@ static void test_full_fixture(void **state)
     assert_string_equal(cfg->llm.base_url, "https://api.example.com/v1");
     assert_string_equal(cfg->llm.model, "gpt-test");
     assert_string_equal(cfg->llm.api_key_env, "ASR_TEST_KEY");
+    assert_int_equal(cfg->llm.timeout_ms, 20000);
+    assert_int_equal(cfg->llm.max_attempts, 5);
+    assert_int_equal(cfg->llm.max_tokens, 2048);
+    assert_int_equal(cfg->llm.backoff_initial_ms, 250);
+    assert_int_equal(cfg->llm.backoff_max_ms, 8000);
+    assert_int_equal(cfg->llm.breaker_threshold, 3);
+    assert_int_equal(cfg->llm.breaker_cooldown_ms, 120000);
     assert_int_equal(cfg->nservices, 2);
 
     const struct asr_service_cfg *s = asr_config_service(cfg, "shop");
     assert_ptr_equal(s, &cfg->services[0]);
-    assert_int_equal(s->line, 12);
+    assert_int_equal(s->line, 19);
     snprintf(want, sizeof(want), "%s/tests/fixtures/config/app", dir);
     assert_string_equal(s->repo, want);
     assert_argv(s->build, 1, "make");
@@ -243,7 +250,7 @@ static void test_full_fixture(void **state)
                         "FAULT_SQL_INJECTION_TEST route=(?<route>\\S+) reason=(?<reason>\\S+)");
     assert_string_equal(s->signatures[0].severity, "critical");
     assert_argv(s->signatures[0].dedupe, 2, "route", "reason");
-    assert_int_equal(s->signatures[0].line, 22);
+    assert_int_equal(s->signatures[0].line, 29);
     assert_string_equal(s->signatures[1].id, "PANIC");
     assert_string_equal(s->signatures[1].severity, "error");
     assert_argv(s->signatures[1].dedupe, 0);
@@ -252,6 +259,7 @@ static void test_full_fixture(void **state)
     assert_int_equal(s->policy.budget_remediations, 3);
     assert_int_equal(s->policy.budget_per_ms, 30 * 60000);
     assert_int_equal(s->policy.cooldown_ms, 90000);
+    assert_false(s->policy.llm_approval);
     assert_int_equal(s->restart.backoff_initial_ms, 50);
     assert_int_equal(s->restart.backoff_max_ms, 5000);
     assert_int_equal(s->restart.stable_ms, 2000);
@@ -290,6 +298,10 @@ static void test_defaults(void **state)
     assert_null(cfg->llm.base_url);
     assert_null(cfg->llm.model);
     assert_null(cfg->llm.api_key_env);
+    assert_int_equal(cfg->llm.timeout_ms, 60000);
+    assert_int_equal(cfg->llm.max_attempts, 3);
+    assert_int_equal(cfg->llm.max_tokens, 4096);
+    assert_int_equal(cfg->llm.breaker_threshold, 5);
     const struct asr_service_cfg *s = &cfg->services[0];
     assert_string_equal(s->name, "shop");
     assert_string_equal(s->repo, "/srv/app");
@@ -309,6 +321,7 @@ static void test_defaults(void **state)
     assert_int_equal(s->policy.budget_remediations, 6);
     assert_int_equal(s->policy.budget_per_ms, 3600000);
     assert_int_equal(s->policy.cooldown_ms, 600000);
+    assert_true(s->policy.llm_approval);
     assert_int_equal(s->restart.backoff_initial_ms, 100);
     assert_int_equal(s->restart.backoff_max_ms, 30000);
     assert_int_equal(s->restart.stable_ms, 1000);
@@ -779,6 +792,16 @@ static void test_policy(void **state)
                "t.yaml:6: services[0].restart: backoff_max_ms (100) is less than "
                "backoff_initial_ms (500)");
     EXPECT_OK("services:\n" SVC "    policy: {patch_paths: ['src/..x/**', 'a..b']}\n");
+    EXPECT_ERR("services:\n" SVC "    policy: {llm_approval: no}\n",
+               "t.yaml:6: services[0].policy.llm_approval: expected true or false, got 'no'");
+    EXPECT_ERR("llm: {provider: openai}\nservices:\n" SVC,
+               "t.yaml:1: llm: model: required when provider is openai");
+    EXPECT_ERR("llm: {provider: gemini, model: m, max_attempts: 11}\nservices:\n" SVC,
+               "t.yaml:1: llm: max_attempts is at most 10");
+    EXPECT_ERR("llm: {provider: gemini, model: m, backoff_initial_ms: 900, backoff_max_ms: 800}\n"
+               "services:\n" SVC,
+               "t.yaml:1: llm: backoff_max_ms (800) is less than backoff_initial_ms (900)");
+    EXPECT_OK("llm: {provider: none}\nservices:\n" SVC);
 }
 
 /* Anchors and aliases are rejected outright: they can expand a small file into a huge tree. */

@@ -109,6 +109,8 @@ static void test_prompt(void **state)
     assert_null(strstr(p.user, "abcdefghijklmnopqrstuvwxyz0123456789"));
     assert_null(strstr(p.user, "AKIAIOSFODNN7EXAMPLE"));
     assert_true(p.redactions >= 3);
+    /* The prompt's own labels are not mistaken for credentials: the detector id survives. */
+    assert_non_null(strstr(p.user, "detected by: FAULT_DB_TIMEOUT\n"));
     /* Control and direction characters are shown, not obeyed. */
     assert_null(strchr(p.user, '\x1b'));
     assert_non_null(strstr(p.user, "\\u001B[31m"));
