@@ -228,7 +228,7 @@ def obey_views(text):
     return views
 
 
-_BLOCK = re.compile(r"([^\n]*)\n<<<<<<< SEARCH\n(.*?)^=======\n(.*?)^>>>>>>> REPLACE",
+_BLOCK = re.compile(r"^([^\n]*)\n<<<<<<< SEARCH\n(.*?)^=======\n(.*?)^>>>>>>> REPLACE",
                     re.S | re.M)
 _ORDER = re.compile(r"\b(?:edit|write|overwrite|modify|append to|change|update|create|delete)"
                     r"\s+(?:the\s+file\s+|file\s+|to\s+)?([^\s'\"`;,()]*[/.][^\s'\"`;,()]*)"
@@ -243,7 +243,7 @@ _SECRETS = [r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", r"\bgh[pousr]_[A-Za-z0-9]{30,}", r
             r"-----BEGIN [A-Z ]*PRIVATE KEY-----.{0,4000}?(?:-----END [A-Z ]*-----|$)",
             r"\bxox[abprso]-[\w-]+", r"\bsk-[\w-]{16,}", r"\b[rs]k_(?:live|test)_\w+",
             r"\bAIza[\w-]{30,}", r"\bglpat-[\w-]+", r"\bnpm_\w{30,}", r"\[REDACTED:\w+\]",
-            r"(?i)[\w.-]*(?:secret|token|key|passw(?:or)?d|pwd|auth)[\w.-]*[\"']?\s*[=:]\s*[\"']?"
+            r"(?i)(?<![\w.-])[\w.-]*(?:secret|token|key|passw(?:or)?d|pwd|auth)[\w.-]*[\"']?\s*[=:]\s*[\"']?"
             r"[^\s\"',;&]{6,}"]
 
 
