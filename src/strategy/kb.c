@@ -21,7 +21,11 @@
 #define MAX_QUERY_TERMS 8  /* the rarest of them that go into the MATCH */
 #define DF_BUDGET 100      /* postings the MATCH may visit (the sum of its words' frequencies) */
 #define TEXT_CANDIDATES 40 /* documents taken from the text index before re-ranking */
-#define TEXT_SCALE 6.0     /* bm25 at which the text layer gives half its weight */
+/* bm25 at which the text layer gives half its weight (0.2). Text alone reaches the planner's
+ * threshold of 0.25 at bm25 = 5/3 x TEXT_SCALE, about 11.7: above the ~10 that the best
+ * line no playbook covers reached by sharing words with one (bench/retrieval.md), since
+ * proposing a wrong fix costs more than asking a person or the model. */
+#define TEXT_SCALE 7.0
 
 /* Column weights of bm25(): title, symptoms, template, message, fields, route, service. */
 #define BM25_WEIGHTS "bm25(kb_fts, 2.0, 4.0, 3.0, 2.0, 1.0, 1.5, 0.5)"
@@ -355,13 +359,47 @@ static size_t next_word(const char **pp, char w[65])
     return 0;
 }
 
-/* Adds the distinct words of text to t. Quotes and operators are never copied into a query, so
- * a hostile text cannot change its syntax. */
+/*
+ * Words a query leaves out, sorted for bsearch. They say nothing about which fault a line is:
+ * English function words ("to", "in", "for"), and the words nearly every log line carries
+ * whatever went wrong: levels ("error", "warn"), the keys of structured logs ("level", "msg",
+ * "ts", "caller"), HTTP methods and schemes ("get", "https"), "api". In a large knowledge base
+ * the frequency bound of match_expr drops them anyway, as common; but with a few dozen playbooks
+ * every word looks rare, and these would take the places of the words that matter and add score
+ * to whichever document happens to use them most. Kept short on purpose: words that carry
+ * meaning in a fault line ("no", "not", "out", "down", "up", "could", "too", "time", "fatal")
+ * are not in it.
+ */
+static const char *const stopwords[] = {
+    "about", "am",    "an",      "and",   "api",    "are",   "as",    "at",   "be",
+    "been",  "being", "but",     "by",    "caller", "debug", "did",   "do",   "does",
+    "err",   "error", "for",     "from",  "get",    "had",   "has",   "have", "he",
+    "her",   "his",   "http",    "https", "if",     "in",    "info",  "into", "is",
+    "it",    "its",   "level",   "lvl",   "msg",    "of",    "on",    "onto", "or",
+    "our",   "post",  "put",     "she",   "so",     "than",  "that",  "the",  "their",
+    "them",  "then",  "there",   "these", "they",   "this",  "those", "to",   "trace",
+    "ts",    "warn",  "warning", "was",   "we",     "were",  "what",  "when", "where",
+    "which", "while", "who",     "whom",  "will",   "with",  "would", "you",  "your",
+};
+
+static int cmp_word(const void *a, const void *b)
+{
+    return strcmp((const char *)a, *(const char *const *)b);
+}
+
+static bool is_stopword(const char *w)
+{
+    return bsearch(w, stopwords, sizeof(stopwords) / sizeof(stopwords[0]), sizeof(stopwords[0]),
+                   cmp_word) != NULL;
+}
+
+/* Adds the distinct words of text to t, less the stopwords. Quotes and operators are never
+ * copied into a query, so a hostile text cannot change its syntax. */
 static void add_terms(struct terms *t, const char *text)
 {
     const char *p = text;
     while (t->n < MAX_TERMS && next_word(&p, t->v[t->n].w) > 0) {
-        bool dup = false;
+        bool dup = is_stopword(t->v[t->n].w);
         for (size_t i = 0; i < t->n && !dup; i++)
             dup = strcmp(t->v[i].w, t->v[t->n].w) == 0;
         if (!dup)
