@@ -1,7 +1,8 @@
 /*
  * retrieval_bench.c - retrieval accuracy of the knowledge base on the labelled incident set
- * (tests/fixtures/retrieval/incidents.json) against the demo playbooks, next to two baselines
- * measured in the same run (issue 4, "Retrieval accuracy"; results in bench/retrieval.md).
+ * (tests/fixtures/retrieval/incidents.json) and on a holdout kept apart from it (holdout.json,
+ * never tuned on) against the demo playbooks, next to two baselines measured in the same run
+ * (issue 4, "Retrieval accuracy"; results in bench/retrieval.md).
  *
  *   retrieval_bench [SOURCE_DIR] [--rows]
  *
@@ -14,9 +15,9 @@
  *   naive      the playbook (allowed for the service) whose symptoms share the most distinct
  *              words with the line; no score threshold, so only its top-1 is reported.
  *
- * For each: top-1 accuracy on the covered incidents, the score of the right top-1 hits, the
- * best score any playbook gets on the uncovered incidents, and the separation margin (lowest
- * right top-1 score minus highest uncovered score: positive means one threshold separates
+ * For each set and each way: top-1 accuracy on the covered incidents, the score of the right top-1
+ * hits, the best score any playbook gets on the uncovered incidents, and the separation margin
+ * (lowest right top-1 score minus highest uncovered score: positive means one threshold separates
  * them). --rows also prints each incident. Exit 0, or 1 with a message on stderr.
  */
 #include "strategy/kb.h"
@@ -254,7 +255,9 @@ int main(int argc, char **argv)
         root = ".";
     char pdir[4096], fix[4096], dir[] = "/tmp/asr-retbench.XXXXXX", db[64];
     snprintf(pdir, sizeof(pdir), "%s/demo/playbooks", root);
-    snprintf(fix, sizeof(fix), "%s/tests/fixtures/retrieval/incidents.json", root);
+    /* The labelled set, then the holdout written before the set's misses were worked on and
+     * never tuned on (tests/fixtures/retrieval/make_holdout.py). */
+    static const char *const sets[] = {"incidents.json", "holdout.json"};
     struct asr_err err = {0};
     struct asr_playbook_set *pbs = NULL;
     struct asr_store *st = NULL;
@@ -279,25 +282,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "retrieval_bench: %s\n", err.msg);
         goto out;
     }
-    incidents = json_load_file(fix, 0, &je);
-    if (!json_is_array(incidents)) {
-        fprintf(stderr, "retrieval_bench: %s:%d: %s\n", fix, je.line, je.text);
-        goto out;
-    }
-    static struct result res[NMODES];
-    for (int m = 0; m < NMODES; m++)
-        if (run((enum mode)m, st, pbs, incidents, rows, &res[m]) != 0)
+    for (size_t f = 0; f < sizeof(sets) / sizeof(sets[0]); f++) {
+        snprintf(fix, sizeof(fix), "%s/tests/fixtures/retrieval/%s", root, sets[f]);
+        json_decref(incidents);
+        incidents = json_load_file(fix, 0, &je);
+        if (!json_is_array(incidents)) {
+            fprintf(stderr, "retrieval_bench: %s:%d: %s\n", fix, je.line, je.text);
             goto out;
-    printf("\n%zu playbooks, %zu incidents (%zu covered, %zu uncovered), threshold %.2f\n\n",
-           pbs->n, json_array_size(incidents), res[KB].covered, res[KB].uncovered, THRESHOLD);
-    printf("| ranking | top-1 (covered) | right top-1 >= threshold | right top-1 score min / "
-           "median / max | uncovered best score median / max | margin |\n");
-    printf("|---|---|---|---|---|---|\n");
-    for (int m = 0; m < NMODES; m++)
-        report((enum mode)m, &res[m]);
-    printf("\nkb: %.3f ms per query on average (%zu queries, %zu documents)\n",
-           res[KB].queries ? res[KB].ms_total / (double)res[KB].queries : 0, res[KB].queries,
-           pbs->n);
+        }
+        static struct result res[NMODES];
+        for (int m = 0; m < NMODES; m++)
+            if (run((enum mode)m, st, pbs, incidents, rows, &res[m]) != 0)
+                goto out;
+        printf("\n%s: %zu playbooks, %zu incidents (%zu covered, %zu uncovered), threshold "
+               "%.2f\n\n",
+               sets[f], pbs->n, json_array_size(incidents), res[KB].covered, res[KB].uncovered,
+               THRESHOLD);
+        printf("| ranking | top-1 (covered) | right top-1 >= threshold | right top-1 score min / "
+               "median / max | uncovered best score median / max | margin |\n");
+        printf("|---|---|---|---|---|---|\n");
+        for (int m = 0; m < NMODES; m++)
+            report((enum mode)m, &res[m]);
+        printf("\nkb: %.3f ms per query on average (%zu queries, %zu documents)\n",
+               res[KB].queries ? res[KB].ms_total / (double)res[KB].queries : 0, res[KB].queries,
+               pbs->n);
+    }
     rc = 0;
 out:
     json_decref(incidents);
