@@ -5,12 +5,36 @@
 
 #include "asr/store.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+int cli_helper_path(const char *name, char *out, size_t cap, const char *what)
+{
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sl <= 0) {
+        cli_error(what, "cannot find the asr binary through /proc/self/exe: %s", strerror(errno));
+        return -1;
+    }
+    self[sl] = '\0';
+    char *slash = strrchr(self, '/');
+    int n =
+        snprintf(out, cap, "%.*s/%s", slash ? (int)(slash - self) : 1, slash ? self : ".", name);
+    if (n < 0 || (size_t)n >= cap) {
+        cli_error(what, "the path of %s is too long", name);
+        return -1;
+    }
+    if (access(out, X_OK) != 0) {
+        cli_error(what, "cannot run %s (it is installed next to asr): %s", out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
 
 void cli_error(const char *what, const char *fmt, ...)
 {

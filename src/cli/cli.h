@@ -49,6 +49,9 @@ char *cli_state_dir(const struct cli_opts *o);
 struct asr_store;
 /* Opens the store of the state dir (cli_state_dir); NULL after printing "asr: what: why". */
 struct asr_store *cli_open_store(const struct cli_opts *o, const char *what);
+/* The path of a helper binary installed next to asr (asr-exec, asr-git, asr-llm): the build
+ * dir, or the install prefix's bin. Returns 0, or -1 after printing why (as command what). */
+int cli_helper_path(const char *name, char *out, size_t cap, const char *what);
 /* Prints a JSON value followed by a newline. */
 void cli_print_json(json_t *v);
 /* Prints a JSON value on one line (JSON lines output). */

@@ -12,7 +12,7 @@
 #include "asr/store.h"
 #include "asr/timeutil.h"
 #include "cli/cli.h"
-#include "strategy/llm.h"
+#include "strategy/llm_worker.h"
 #include "strategy/plan.h"
 
 #include <stdio.h>
@@ -74,22 +74,21 @@ static void print_plan(json_t *p, const struct asr_incident *inc)
     printf("  rationale    %s\n", json_string_value(json_object_get(p, "rationale")));
 }
 
-/* Asks the LLM (p->ask_llm) and folds its answer into p. A failure to ask at all (no key, a
- * bad base_url) is folded in the same way: the plan escalates and says why. */
+/* Asks the LLM (p->ask_llm), through one asr-llm worker, and folds its answer into p. A failure
+ * to ask at all (no worker, no key) is folded in the same way: the plan escalates and says why. */
 static int ask_llm(struct asr_plan *p, const struct asr_incident *inc,
                    const struct asr_plan_ctx *ctx, struct asr_err *err)
 {
     struct asr_prompt pr = {0};
-    struct asr_llm_opts lo;
     struct asr_llm_reply reply = {0};
     struct asr_err e = {0};
-    int rc = asr_llm_opts_from_cfg(ctx->llm, &lo, &e);
+    char exe[4096 + 16];
+    int rc =
+        cli_helper_path("asr-llm", exe, sizeof(exe), "plan") != 0
+            ? asr_err_set(&e, ASR_ESPAWN, "llm: the asr-llm worker is not installed next to asr")
+            : asr_plan_llm_prompt(p, inc, ctx, &pr, &e);
     if (rc == 0)
-        rc = asr_plan_llm_prompt(p, inc, ctx, &pr, &e);
-    if (rc == 0) {
-        struct asr_llm_request rq = {.system = pr.system, .user = pr.user};
-        rc = asr_llm_complete_sync(&lo, &rq, &reply, &e);
-    }
+        rc = asr_llm_ask_sync(exe, ctx->llm, pr.system, pr.user, &reply, &e);
     int r = asr_plan_llm_finish(p, ctx, rc, &reply, rc != 0 ? e.msg : NULL, err);
     asr_llm_reply_free(&reply);
     asr_prompt_free(&pr);

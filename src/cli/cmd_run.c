@@ -59,6 +59,7 @@ struct daemon {
     uv_loop_t *loop;
     struct asr_detector *det;
     struct asr_planner *planner; /* plans every incident the detector opens */
+    char llm_exe[4096 + 16];     /* the asr-llm worker the planner asks */
     struct file_source *files[MAX_LOG_FILES];
     int nfiles;
     struct asr_config *cfg;
@@ -668,27 +669,12 @@ int cmd_run(int argc, char **argv)
     srandom((unsigned)(asr_time_mono_us() ^ (uint64_t)getpid()));
     d.loop = uv_default_loop();
     d.started_at = asr_time_wall_ms();
-    char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (sl <= 0) {
-        cli_error("run", "cannot find the asr binary through /proc/self/exe: %s", strerror(errno));
-        goto out;
-    }
-    self[sl] = '\0';
-    /* asr-exec and asr-git live next to asr (the build dir, or the install prefix's bin). */
+    /* The helpers live next to asr: the exec shim, git, and the LLM worker. */
     char shim[4096 + 16], git_exe[4096 + 16];
-    char *slash = strrchr(self, '/');
-    snprintf(shim, sizeof(shim), "%.*s/asr-exec", slash ? (int)(slash - self) : 1,
-             slash ? self : ".");
-    snprintf(git_exe, sizeof(git_exe), "%.*s/asr-git", slash ? (int)(slash - self) : 1,
-             slash ? self : ".");
-    const char *helpers[] = {shim, git_exe};
-    for (size_t i = 0; i < 2; i++)
-        if (access(helpers[i], X_OK) != 0) {
-            cli_error("run", "cannot run %s (it is installed next to asr): %s", helpers[i],
-                      strerror(errno));
-            goto out;
-        }
+    if (cli_helper_path("asr-exec", shim, sizeof(shim), "run") != 0 ||
+        cli_helper_path("asr-git", git_exe, sizeof(git_exe), "run") != 0 ||
+        cli_helper_path("asr-llm", d.llm_exe, sizeof(d.llm_exe), "run") != 0)
+        goto out;
     asr_spawn_set_shim(shim);
     d.ctx = (struct asr_runtime_ctx){.loop = d.loop,
                                      .store = d.store,
@@ -698,7 +684,7 @@ int cmd_run(int argc, char **argv)
                                      .on_line = on_slot_line,
                                      .on_exit = on_slot_exit,
                                      .on_line_data = &d};
-    if (asr_planner_create(d.loop, d.store, d.cfg, &d.planner, &err) != 0) {
+    if (asr_planner_create(d.loop, d.store, d.cfg, d.llm_exe, &d.planner, &err) != 0) {
         cli_error("run", "%s", err.msg);
         goto out_loop;
     }

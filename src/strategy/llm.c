@@ -855,15 +855,6 @@ void asr_llm_destroy(struct asr_llm *c)
     uv_close((uv_handle_t *)&c->timer, client_timer_closed_cb);
 }
 
-void asr_llm_reply_free(struct asr_llm_reply *r)
-{
-    if (r == NULL)
-        return;
-    free(r->text);
-    free(r->finish_reason);
-    memset(r, 0, sizeof(*r));
-}
-
 /* ---- the synchronous wrapper ------------------------------------------------------------------
  */
 

@@ -161,7 +161,8 @@ struct asr_llm_cfg;
 int asr_llm_opts_from_cfg(const struct asr_llm_cfg *cfg, struct asr_llm_opts *o,
                           struct asr_err *err);
 
-/* Frees the strings of a reply and zeroes it (NULL and zeroed replies are fine). */
+/* Frees the strings of a reply and zeroes it (NULL and zeroed replies are fine). It lives in
+ * llm_worker.c, so that programs without the client (the daemon) can use it too. */
 void asr_llm_reply_free(struct asr_llm_reply *r);
 
 /* ---- internal: the protocol adapters (llm_proto.c), exposed for tests and the fuzzer -------- */

@@ -4,7 +4,7 @@
 #include "strategy/planner.h"
 
 #include "asr/log.h"
-#include "strategy/llm.h"
+#include "strategy/llm_worker.h"
 #include "strategy/plan.h"
 
 #include <stdio.h>
@@ -23,10 +23,10 @@ struct asr_planner {
     uv_loop_t *loop;
     struct asr_store *st;
     const struct asr_config *cfg;
-    struct asr_llm *client;  /* created at the first question */
-    struct job *head, *tail; /* waiting */
+    struct asr_llm_worker *worker; /* the asr-llm process, started at the first question */
+    struct job *head, *tail;       /* waiting */
     size_t waiting, in_flight;
-    int quiet; /* > 0 while a client is being destroyed: do not start questions */
+    int quiet; /* > 0 while the worker is being destroyed: do not start questions */
 };
 
 static struct asr_plan_ctx ctx_of(const struct asr_planner *p, const char *service)
@@ -91,20 +91,10 @@ static void start(struct asr_planner *p, struct job *j)
 {
     struct asr_err err = {0};
     struct asr_plan_ctx ctx = ctx_of(p, j->inc.service);
-    int rc = 0;
-    if (p->client == NULL) {
-        struct asr_llm_opts o;
-        if ((rc = asr_llm_opts_from_cfg(&p->cfg->llm, &o, &err)) == 0)
-            rc = asr_llm_create(p->loop, &o, &p->client, &err);
-    }
+    int rc = asr_plan_llm_prompt(&j->plan, &j->inc, &ctx, &j->prompt, &err);
     if (rc == 0)
-        rc = asr_plan_llm_prompt(&j->plan, &j->inc, &ctx, &j->prompt, &err);
-    if (rc == 0) {
-        struct asr_llm_request r = {.system = j->prompt.system, .user = j->prompt.user};
-        rc = asr_llm_complete(p->client, &r, llm_done, j);
-        if (rc != 0)
-            asr_err_set(&err, rc, "llm: the question could not be sent: %s", asr_strerror(rc));
-    }
+        rc = asr_llm_worker_ask(p->worker, &p->cfg->llm, j->prompt.system, j->prompt.user, llm_done,
+                                j, &err);
     if (rc != 0) {
         finish(j, rc, NULL, err.msg);
         return;
@@ -130,11 +120,16 @@ static void pump(struct asr_planner *p)
 }
 
 int asr_planner_create(uv_loop_t *loop, struct asr_store *st, const struct asr_config *cfg,
-                       struct asr_planner **out, struct asr_err *err)
+                       const char *llm_exe, struct asr_planner **out, struct asr_err *err)
 {
     struct asr_planner *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return asr_err_set(err, ASR_ENOMEM, "planner: out of memory");
+    int rc = asr_llm_worker_create(loop, llm_exe, &p->worker, err);
+    if (rc != 0) {
+        free(p);
+        return rc;
+    }
     p->loop = loop;
     p->st = st;
     p->cfg = cfg;
@@ -142,39 +137,9 @@ int asr_planner_create(uv_loop_t *loop, struct asr_store *st, const struct asr_c
     return 0;
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static bool same_llm(const struct asr_llm_cfg *a, const struct asr_llm_cfg *b)
-{
-    return same_str(a->provider, b->provider) && same_str(a->base_url, b->base_url) &&
-           same_str(a->model, b->model) && same_str(a->api_key_env, b->api_key_env) &&
-           a->timeout_ms == b->timeout_ms && a->max_attempts == b->max_attempts &&
-           a->max_tokens == b->max_tokens && a->backoff_initial_ms == b->backoff_initial_ms &&
-           a->backoff_max_ms == b->backoff_max_ms && a->breaker_threshold == b->breaker_threshold &&
-           a->breaker_cooldown_ms == b->breaker_cooldown_ms;
-}
-
-/* Destroys the client: questions in flight end as cancelled (their plans escalate). */
-static void drop_client(struct asr_planner *p)
-{
-    struct asr_llm *c = p->client;
-    p->client = NULL;
-    p->quiet++;
-    asr_llm_destroy(c);
-    p->quiet--;
-}
-
 void asr_planner_set_config(struct asr_planner *p, const struct asr_config *cfg)
 {
-    bool changed = !same_llm(&p->cfg->llm, &cfg->llm);
     p->cfg = cfg;
-    if (changed && p->client != NULL) {
-        asr_info("plan: the llm section changed; a new client is used from now on");
-        drop_client(p);
-    }
     pump(p);
 }
 
@@ -239,7 +204,7 @@ void asr_planner_destroy(struct asr_planner *p)
 {
     if (p == NULL)
         return;
-    p->quiet++; /* nothing new starts while the client goes */
+    p->quiet++; /* nothing new starts while the worker goes */
     while (p->head != NULL) {
         struct job *j = p->head;
         p->head = j->next;
@@ -247,6 +212,6 @@ void asr_planner_destroy(struct asr_planner *p)
     }
     p->tail = NULL;
     p->waiting = 0;
-    asr_llm_destroy(p->client);
+    asr_llm_worker_destroy(p->worker); /* questions in flight end as cancelled */
     free(p);
 }

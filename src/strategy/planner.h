@@ -4,12 +4,12 @@
  *
  * STRATEGY stage (docs/planning.md, "In the daemon"). When the detector opens an incident, the
  * knowledge base and the fallbacks decide at once (asr_plan_make: a few SQLite queries). When
- * nothing known fits and an LLM is configured, the question goes out on the loop through one
- * long-lived client (llm.h, so its circuit breaker sees every call), and the plan is stored when
- * the answer is in. At most ASR_PLANNER_IN_FLIGHT questions are in flight and
- * ASR_PLANNER_QUEUE wait; beyond that a plan escalates at once and says the LLM was too busy
- * (a flood of novel faults must not become a flood of paid calls). Only root incidents (not
- * grouped under a parent) are put to the LLM: a grouped one is planned from knowledge, and its
+ * nothing known fits and an LLM is configured, the question goes to one long-lived asr-llm
+ * worker (llm_worker.h, so its client's circuit breaker sees every question) without blocking
+ * the loop, and the plan is stored when the answer is in. At most ASR_PLANNER_IN_FLIGHT questions
+ * are in flight and ASR_PLANNER_QUEUE wait; beyond that a plan escalates at once and says the LLM
+ * was too busy (a flood of novel faults must not become a flood of paid calls). Only root incidents
+ * (not grouped under a parent) are put to the LLM: a grouped one is planned from knowledge, and its
  * escalation names its parent.
  */
 #ifndef ASR_STRATEGY_PLANNER_H
@@ -28,11 +28,12 @@
 struct asr_planner;
 
 /* A planner on loop writing to st, with cfg (borrowed: call asr_planner_set_config before the
- * config it was given is freed). Returns 0 or ASR_ENOMEM. */
+ * config it was given is freed); llm_exe is the asr-llm worker binary. Returns 0 or
+ * ASR_ENOMEM. */
 int asr_planner_create(uv_loop_t *loop, struct asr_store *st, const struct asr_config *cfg,
-                       struct asr_planner **out, struct asr_err *err);
-/* A new config (after a reload). If its llm section differs, the client is replaced: questions
- * in flight end as cancelled and their plans escalate, saying so. */
+                       const char *llm_exe, struct asr_planner **out, struct asr_err *err);
+/* A new config (after a reload). The worker makes a new client when the llm section differs
+ * (questions then in flight end as cancelled, and their plans escalate, saying so). */
 void asr_planner_set_config(struct asr_planner *p, const struct asr_config *cfg);
 /* Plans the incident with this id (read back from the store). Errors are logged. */
 void asr_planner_incident(struct asr_planner *p, int64_t incident_id);
