@@ -1277,7 +1277,8 @@ static void roll_back(struct fstate *fs, size_t nf)
     }
 }
 
-int asr_edits_apply(const struct asr_edits *e, const char *root, struct asr_err *err)
+/* Applies in memory, then (when write is set) writes. */
+static int apply_tree(const struct asr_edits *e, const char *root, bool write, struct asr_err *err)
 {
     if (e == NULL || root == NULL)
         return asr_err_set(err, ASR_EINVAL, "edits: no edits or no root");
@@ -1323,7 +1324,7 @@ int asr_edits_apply(const struct asr_edits *e, const char *root, struct asr_err 
             f->cur_len -= nl;
     }
     /* Write every temp file first (the usual failures: disk full, permissions), then rename. */
-    for (size_t i = 0; i < nf && rc == 0; i++) {
+    for (size_t i = 0; i < nf && rc == 0 && write; i++) {
         struct fstate *f = &fs[i];
         if (!f->exists)
             continue;
@@ -1334,7 +1335,7 @@ int asr_edits_apply(const struct asr_edits *e, const char *root, struct asr_err 
                              strerror(errno));
         }
     }
-    for (size_t i = 0; i < nf && rc == 0; i++) {
+    for (size_t i = 0; i < nf && rc == 0 && write; i++) {
         struct fstate *f = &fs[i];
         if (!f->tmp_made)
             continue;
@@ -1359,4 +1360,14 @@ int asr_edits_apply(const struct asr_edits *e, const char *root, struct asr_err 
     }
     close(rootfd);
     return rc;
+}
+
+int asr_edits_apply(const struct asr_edits *e, const char *root, struct asr_err *err)
+{
+    return apply_tree(e, root, true, err);
+}
+
+int asr_edits_check(const struct asr_edits *e, const char *root, struct asr_err *err)
+{
+    return apply_tree(e, root, false, err);
 }

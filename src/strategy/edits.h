@@ -139,6 +139,9 @@ int asr_edits_check_paths(const struct asr_edits *e, const asr_argv patch_paths,
 int asr_edits_apply(const struct asr_edits *e, const char *root, struct asr_err *err);
 
 /* Frees everything the edits own and zeroes the struct; accepts NULL and a zeroed struct. */
+/* asr_edits_apply without writing anything: whether every edit would apply to the tree at root
+ * as it is now (each SEARCH found exactly once, after the earlier edits). Same errors. */
+int asr_edits_check(const struct asr_edits *e, const char *root, struct asr_err *err);
 void asr_edits_free(struct asr_edits *e);
 
 #endif

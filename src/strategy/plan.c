@@ -317,6 +317,12 @@ int asr_plan_llm_finish(struct asr_plan *p, const struct asr_plan_ctx *ctx, int 
         asr_edits_free(&e);
         return llm_refused(p, perr.msg, err);
     }
+    /* The edits must apply to the service's source as it is now: an edit whose SEARCH is not
+     * there (or is there twice) is a plan that would fail at the first step. */
+    if (svc->repo != NULL && asr_edits_check(&e, svc->repo, &perr) != 0) {
+        asr_edits_free(&e);
+        return llm_refused(p, perr.msg, err);
+    }
     char *rationale = clean_text(e.rationale, 400);
     json_t *edits = json_array();
     for (size_t i = 0; i < e.n; i++)
@@ -345,7 +351,8 @@ int asr_plan_llm_finish(struct asr_plan *p, const struct asr_plan_ctx *ctx, int 
     snprintf(r, sizeof(r),
              "No playbook or past fix scored %.2f or more, it is not a crash loop and it did not "
              "follow a deployment, so the LLM (%s %s) was asked for a patch. It proposes %zu "
-             "edit(s) to %s, all inside the service's patch_paths. Its rationale: \"%s\"",
+             "edit(s) to %s, all inside the service's patch_paths and applying to its source. Its "
+             "rationale (the model's words, unchecked): \"%s\"",
              ASR_PLAN_THRESHOLD, cfg != NULL ? cfg->provider : "?", cfg != NULL ? cfg->model : "?",
              e.n, files, rationale[0] != '\0' ? rationale : "(none given)");
     free(rationale);

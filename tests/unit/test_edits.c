@@ -699,6 +699,30 @@ static void test_apply_basic_keeps_mode(void **state)
     drop_tree(root);
 }
 
+/* asr_edits_check: the same verdicts as asr_edits_apply, and nothing written either way. */
+static void test_check_writes_nothing(void **state)
+{
+    (void)state;
+    char *root = make_tree();
+    put(root, "src/a.c", "int x = 1;\nint y = 1;\n", 0644);
+    struct asr_edits e = {0};
+    struct asr_err err = {0};
+    parse_ok("src/a.c\n<<<<<<< SEARCH\nint x = 1;\n=======\nint x = 2;\n>>>>>>> REPLACE\n"
+             "src/new.c\n<<<<<<< SEARCH\n=======\nint z;\n>>>>>>> REPLACE\n",
+             &e);
+    assert_int_equal(asr_edits_check(&e, root, &err), 0);
+    expect_file(root, "src/a.c", "int x = 1;\nint y = 1;\n");
+    assert_null(get(root, "src/new.c"));
+    assert_int_equal(temps_in(root, "src"), 0);
+    asr_edits_free(&e);
+    parse_ok("src/a.c\n<<<<<<< SEARCH\nint w = 1;\n=======\nint w = 2;\n>>>>>>> REPLACE\n", &e);
+    assert_int_not_equal(asr_edits_check(&e, root, &err), 0);
+    assert_non_null(strstr(err.msg, "src/a.c"));
+    expect_file(root, "src/a.c", "int x = 1;\nint y = 1;\n");
+    asr_edits_free(&e);
+    drop_tree(root);
+}
+
 static void test_apply_exactly_once(void **state)
 {
     (void)state;
@@ -1003,6 +1027,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_check_paths_accept),
         cmocka_unit_test(test_check_paths_refuse),
         cmocka_unit_test(test_apply_basic_keeps_mode),
+        cmocka_unit_test(test_check_writes_nothing),
         cmocka_unit_test(test_apply_exactly_once),
         cmocka_unit_test(test_apply_whitespace_hint),
         cmocka_unit_test(test_apply_same_file_in_order),

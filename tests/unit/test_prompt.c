@@ -141,6 +141,56 @@ static void test_no_repo(void **state)
     asr_prompt_free(&p);
 }
 
+/* A secret straddling the 8 KiB cut of a part is redacted whole (redaction comes before the
+ * cut), and the template, where the miner's <*> can split a secret, is not sent at all. */
+static void test_secret_at_cut(void **state)
+{
+    (void)state;
+    static char line[8300];
+    memset(line, 'x', sizeof(line) - 1);
+    memcpy(line, "ERROR fetch failed ", 19);
+    const char *tok = "ghp_Q7wLm2Xc9RtB4nVk8PzJ3hYd6FaS1eUo0iTy";
+    line[8179] = ' ';
+    memcpy(line + 8180, tok, strlen(tok)); /* bytes 8180..8219: across 8192 */
+    line[8180 + strlen(tok)] = ' ';
+    struct asr_incident inc = {.service = "shop",
+                               .signature = "generic:error",
+                               .line = line,
+                               .template = "ERROR fetch https:<*>:uwKhSxmsgC8huGc5gk@git.example/x",
+                               .fields = "{}"};
+    struct asr_prompt_input in = {.inc = &inc};
+    struct asr_prompt p;
+    struct asr_err err = {0};
+    assert_int_equal(asr_prompt_build(&in, &p, &err), 0);
+    assert_null(strstr(p.user, "ghp_Q7wL"));
+    assert_null(strstr(p.user, "uwKhSxmsgC8huGc5gk"));
+    assert_null(strstr(p.user, "template:"));
+    assert_non_null(strstr(p.user, "[REDACTED:"));
+    asr_prompt_free(&p);
+}
+
+/* Zero-width, separator and C1 characters are shown as escapes, like the direction controls. */
+static void test_hidden_characters(void **state)
+{
+    (void)state;
+    struct asr_incident inc = {.service = "shop",
+                               .signature = "generic:error",
+                               .line = "ERROR a\xe2\x80\x8b"
+                                       "b c\xe2\x80\xa8"
+                                       "d e\xc2\x9b"
+                                       "31mf g\xef\xbb\xbf"
+                                       "h \xe2\x81\xa0"
+                                       "i caf\xc3\xa9",
+                               .fields = "{}"};
+    struct asr_prompt_input in = {.inc = &inc};
+    struct asr_prompt p;
+    struct asr_err err = {0};
+    assert_int_equal(asr_prompt_build(&in, &p, &err), 0);
+    assert_non_null(
+        strstr(p.user, "a\\u200Bb c\\u2028d e\\u009B31mf g\\uFEFFh \\u2060i caf\xc3\xa9"));
+    asr_prompt_free(&p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -148,6 +198,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_prompt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_repo, setup, teardown),
+        cmocka_unit_test(test_secret_at_cut),
+        cmocka_unit_test(test_hidden_characters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
