@@ -25,8 +25,6 @@
 #define MARK_DIVIDER "======="
 #define MARK_REPLACE ">>>>>>> REPLACE"
 
-/* Most line comparisons spent looking for a near match of a SEARCH that was not found. */
-#define HINT_BUDGET 20000000u
 /* Occurrences counted before "at least" is said. */
 #define MAX_COUNT 100
 
@@ -867,7 +865,314 @@ int asr_edits_check_paths(const struct asr_edits *e, const asr_argv patch_paths,
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Applying
+ * Applying to a buffer
+ * ------------------------------------------------------------------------------------------- */
+
+/* The content of one file while its edits are applied. */
+struct fbuf {
+    char *cur; /* contents so far, with the virtual final newline when no_final_nl */
+    size_t cur_len;
+    bool exists; /* exists after the edits so far */
+    bool crlf, no_final_nl;
+};
+
+/* s with every "\n" turned into "\r\n" when crlf; a new string. */
+static char *with_eol(const char *s, size_t n, bool crlf, size_t *outlen)
+{
+    size_t extra = 0;
+    if (crlf)
+        for (size_t i = 0; i < n; i++)
+            extra += s[i] == '\n';
+    char *o = malloc(n + extra + 1);
+    if (o == NULL)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (crlf && s[i] == '\n')
+            o[j++] = '\r';
+        o[j++] = s[i];
+    }
+    o[j] = '\0';
+    *outlen = j;
+    return o;
+}
+
+/* Occurrences of needle in hay that start a line (up to MAX_COUNT); the first offset and up to
+ * three line numbers are returned. */
+static int count_at_lines(const char *hay, size_t hn, const char *nd, size_t nn, size_t *first,
+                          size_t lines[3])
+{
+    int count = 0;
+    size_t from = 0;
+    while (count < MAX_COUNT && from + nn <= hn) {
+        const char *hit = memmem(hay + from, hn - from, nd, nn);
+        if (hit == NULL)
+            break;
+        size_t off = (size_t)(hit - hay);
+        if (off == 0 || hay[off - 1] == '\n') {
+            if (count == 0)
+                *first = off;
+            if (count < 3)
+                lines[count] = line_of(hay, off);
+            count++;
+        }
+        from = off + 1;
+    }
+    return count;
+}
+
+/*
+ * The whitespace-insensitive form of text, for the tolerant match: every line loses its leading
+ * blanks (space, tab) and its trailing blanks and CR, and each run of blanks inside it becomes
+ * one space; lines stay lines, so line k of the result is line k of text. A new string (its
+ * length in *outlen), or NULL when out of memory.
+ */
+static char *canonical(const char *p, size_t n, size_t *outlen)
+{
+    char *o = malloc(n + 1);
+    if (o == NULL)
+        return NULL;
+    size_t j = 0, i = 0;
+    while (i < n) {
+        const char *nl = memchr(p + i, '\n', n - i);
+        size_t end = nl != NULL ? (size_t)(nl - p) : n;
+        size_t a = i, b = end;
+        while (a < b && is_blank(p[a]))
+            a++;
+        while (b > a && (is_blank(p[b - 1]) || p[b - 1] == '\r'))
+            b--;
+        for (size_t k = a; k < b; k++) {
+            if (is_blank(p[k])) {
+                if (!is_blank(p[k - 1])) /* k > a, since p[a] is not blank */
+                    o[j++] = ' ';
+            } else {
+                o[j++] = p[k];
+            }
+        }
+        if (nl != NULL)
+            o[j++] = '\n';
+        i = end + (nl != NULL);
+    }
+    o[j] = '\0';
+    *outlen = j;
+    return o;
+}
+
+/* Offset in p[0..n) of the start of 1-based line k (n if the text has fewer lines). */
+static size_t line_start(const char *p, size_t n, size_t k)
+{
+    size_t off = 0;
+    while (k > 1 && off < n) {
+        const char *nl = memchr(p + off, '\n', n - off);
+        if (nl == NULL)
+            return n;
+        off = (size_t)(nl - p) + 1;
+        k--;
+    }
+    return off;
+}
+
+static void where_lines(char *where, size_t cap, int count, const size_t lines[3])
+{
+    if (count == 2)
+        snprintf(where, cap, "lines %zu and %zu", lines[0], lines[1]);
+    else
+        snprintf(where, cap, "lines %zu, %zu, %zu...", lines[0], lines[1], lines[2]);
+}
+
+/*
+ * The fallback when SEARCH (s, with the file's line ends) does not occur exactly: the one place
+ * where its lines equal the file's lines once both are in canonical() form. Sets [*from, *to),
+ * the whole lines of the file to replace. Never fuzzy: every line must be equal but for blanks,
+ * blank lines count, and the match must be unique.
+ */
+static int tolerant_match(const struct fbuf *f, const struct asr_edit *ed, size_t editno,
+                          size_t *from, size_t *to, struct asr_err *err)
+{
+    size_t hl, nl;
+    char *h = canonical(f->cur, f->cur_len, &hl);
+    char *nd = canonical(ed->search, ed->search_len, &nl);
+    int rc = 0;
+    if (h == NULL || nd == NULL) {
+        rc = asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
+        goto out;
+    }
+    size_t first = 0, lines[3] = {0, 0, 0};
+    int count = count_at_lines(h, hl, nd, nl, &first, lines);
+    if (count == 0) {
+        rc = asr_err_set(err, ASR_EINVAL,
+                         "edits: edit %zu (%s, line %d): SEARCH not found in the file", editno,
+                         ed->path, ed->line);
+        goto out;
+    }
+    if (count > 1) {
+        char where[80];
+        where_lines(where, sizeof(where), count, lines);
+        rc = asr_err_set(err, ASR_EINVAL,
+                         "edits: edit %zu (%s, line %d): SEARCH not found exactly, and with "
+                         "whitespace ignored it occurs %s%d times (%s); it must occur exactly "
+                         "once, so include more surrounding lines",
+                         editno, ed->path, ed->line, count >= MAX_COUNT ? "at least " : "", count,
+                         where);
+        goto out;
+    }
+    size_t nlines = 0;
+    for (size_t i = 0; i < nl; i++)
+        nlines += nd[i] == '\n';
+    *from = line_start(f->cur, f->cur_len, lines[0]);
+    *to = line_start(f->cur, f->cur_len, lines[0] + nlines);
+    if (*to == *from) /* SEARCH ends without a newline (a struct built by hand): to the end */
+        *to = f->cur_len;
+out:
+    free(h);
+    free(nd);
+    return rc;
+}
+
+/* Applies edit ed to the in-memory content of its file. */
+static int apply_one(struct fbuf *f, const struct asr_edit *ed, size_t editno, struct asr_err *err)
+{
+    if (ed->search_len == 0) {
+        if (f->exists)
+            return asr_err_set(err, ASR_EINVAL,
+                               "edits: edit %zu (%s, line %d): creates a file that already exists",
+                               editno, ed->path, ed->line);
+        f->cur = memdup_z(ed->replace, ed->replace_len);
+        if (f->cur == NULL)
+            return asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
+        f->cur_len = ed->replace_len;
+        f->exists = true;
+        return 0;
+    }
+    if (!f->exists)
+        return asr_err_set(err, ASR_ENOENT, "edits: edit %zu (%s, line %d): no such file", editno,
+                           ed->path, ed->line);
+    size_t sl, rl;
+    char *s = with_eol(ed->search, ed->search_len, f->crlf, &sl);
+    char *r = with_eol(ed->replace, ed->replace_len, f->crlf, &rl);
+    size_t first = 0, lines[3] = {0, 0, 0};
+    int rc = 0;
+    if (s == NULL || r == NULL) {
+        rc = asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
+        goto out;
+    }
+    /* Exact unique match first; only when there is none at all, the whitespace-tolerant one. */
+    size_t from, to;
+    int count = count_at_lines(f->cur, f->cur_len, s, sl, &first, lines);
+    if (count == 1) {
+        from = first;
+        to = first + sl;
+    } else if (count == 0) {
+        rc = tolerant_match(f, ed, editno, &from, &to, err);
+        if (rc != 0)
+            goto out;
+    } else {
+        char where[80];
+        where_lines(where, sizeof(where), count, lines);
+        rc = asr_err_set(err, ASR_EINVAL,
+                         "edits: edit %zu (%s, line %d): SEARCH occurs %s%d times (%s); it must "
+                         "occur exactly once, so include more surrounding lines",
+                         editno, ed->path, ed->line, count >= MAX_COUNT ? "at least " : "", count,
+                         where);
+        goto out;
+    }
+    size_t nlen = f->cur_len - (to - from) + rl;
+    if (nlen > ASR_EDITS_MAX_FILE) {
+        rc = asr_err_set(err, ASR_ETOOBIG,
+                         "edits: edit %zu (%s, line %d): the file would exceed the cap of %u bytes",
+                         editno, ed->path, ed->line, ASR_EDITS_MAX_FILE);
+        goto out;
+    }
+    char *n = malloc(nlen + 1);
+    if (n == NULL) {
+        rc = asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
+        goto out;
+    }
+    memcpy(n, f->cur, from);
+    memcpy(n + from, r, rl);
+    memcpy(n + from + rl, f->cur + to, f->cur_len - to);
+    n[nlen] = '\0';
+    free(f->cur);
+    f->cur = n;
+    f->cur_len = nlen;
+out:
+    free(s);
+    free(r);
+    return rc;
+}
+
+int asr_edits_apply_buffer(const struct asr_edits *e, const char *path, const char *content,
+                           size_t len, char **out, size_t *out_len, struct asr_err *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (e == NULL || path == NULL)
+        return asr_err_set(err, ASR_EINVAL, "edits: no edits or no path");
+    if (e->n > ASR_EDITS_MAX_BLOCKS)
+        return asr_err_set(err, ASR_ETOOBIG, "edits: more than %d edits", ASR_EDITS_MAX_BLOCKS);
+    if (content != NULL && len > ASR_EDITS_MAX_FILE)
+        return asr_err_set(err, ASR_ETOOBIG, "edits: %s: file of %zu bytes exceeds the cap of %u",
+                           path, len, ASR_EDITS_MAX_FILE);
+    const char *nul = content != NULL ? memchr(content, '\0', len) : NULL;
+    if (nul != NULL)
+        return asr_err_set(err, ASR_EINVAL,
+                           "edits: %s: a binary file (NUL byte at offset %zu); only text files "
+                           "are edited",
+                           path, (size_t)(nul - content));
+    struct fbuf f = {0};
+    if (content != NULL) {
+        const char *nl = memchr(content, '\n', len);
+        f.exists = true;
+        f.crlf = nl != NULL && nl > content && nl[-1] == '\r';
+        f.no_final_nl = len > 0 && content[len - 1] != '\n';
+        size_t extra = f.no_final_nl ? (f.crlf ? 2 : 1) : 0;
+        f.cur = malloc(len + extra + 1);
+        if (f.cur == NULL)
+            return asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
+        if (len > 0)
+            memcpy(f.cur, content, len);
+        memcpy(f.cur + len, f.crlf ? "\r\n" : "\n", extra);
+        f.cur_len = len + extra;
+        f.cur[f.cur_len] = '\0';
+    }
+    int rc = 0;
+    bool any = false;
+    for (size_t i = 0; i < e->n && rc == 0; i++) {
+        if (e->v[i].path == NULL || strcmp(e->v[i].path, path) != 0)
+            continue;
+        any = true;
+        rc = apply_one(&f, &e->v[i], i + 1, err);
+    }
+    if (rc == 0 && !any)
+        rc = asr_err_set(err, ASR_EINVAL, "edits: no edit names %s", path);
+    /* A file that had no final newline keeps lacking it. */
+    size_t eol = f.crlf ? 2 : 1;
+    if (rc == 0 && f.no_final_nl && f.cur_len >= eol &&
+        memcmp(f.cur + f.cur_len - eol, f.crlf ? "\r\n" : "\n", eol) == 0)
+        f.cur_len -= eol;
+    /* Text only: what is written is valid UTF-8 without NUL bytes. */
+    if (rc == 0 && (nul = memchr(f.cur, '\0', f.cur_len)) != NULL)
+        rc = asr_err_set(err, ASR_EINVAL,
+                         "edits: %s: the result has a NUL byte at offset %zu; only text is written",
+                         path, (size_t)(nul - f.cur));
+    size_t bad = rc == 0 ? asr_utf8_valid_prefix((const unsigned char *)f.cur, f.cur_len) : 0;
+    if (rc == 0 && bad < f.cur_len)
+        rc = asr_err_set(err, ASR_EINVAL,
+                         "edits: %s: the result is not valid UTF-8 (at offset %zu); only text is "
+                         "written",
+                         path, bad);
+    if (rc != 0) {
+        free(f.cur);
+        return rc;
+    }
+    f.cur[f.cur_len] = '\0';
+    *out = f.cur;
+    *out_len = f.cur_len;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Applying to a tree on disk
  * ------------------------------------------------------------------------------------------- */
 
 /* One file touched by the edits. */
@@ -876,13 +1181,11 @@ struct fstate {
     const char *name; /* its last component, within path */
     int dirfd;        /* the parent directory, opened from root without following symlinks */
     bool on_disk;     /* existed before */
-    bool exists;      /* exists after the edits so far */
     mode_t mode;
-    char *orig;
+    char *orig; /* the contents on disk (on_disk) */
     size_t orig_len;
-    char *cur; /* contents so far, with the virtual final newline when no_final_nl */
+    char *cur; /* the contents after the edits (asr_edits_apply_buffer) */
     size_t cur_len;
-    bool crlf, no_final_nl;
     char tmp[64]; /* the temp file while writing */
     bool tmp_made, renamed;
 };
@@ -1003,211 +1306,9 @@ static int open_file(int rootfd, struct fstate *f, size_t editno, struct asr_err
     if (rc != 0)
         return asr_err_set(err, rc, "edits: edit %zu (%s): cannot read: %s", editno, f->path,
                            rc == ASR_EIO ? strerror(errno) : asr_strerror(rc));
-    f->on_disk = f->exists = true;
+    f->on_disk = true;
     f->mode = st.st_mode & 07777;
-    const char *nl = memchr(f->orig, '\n', f->orig_len);
-    f->crlf = nl != NULL && nl > f->orig && nl[-1] == '\r';
-    f->no_final_nl = f->orig_len > 0 && f->orig[f->orig_len - 1] != '\n';
-    size_t extra = f->no_final_nl ? (f->crlf ? 2 : 1) : 0;
-    f->cur = malloc(f->orig_len + extra + 1);
-    if (f->cur == NULL)
-        return asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
-    if (f->orig_len > 0)
-        memcpy(f->cur, f->orig, f->orig_len);
-    memcpy(f->cur + f->orig_len, f->crlf ? "\r\n" : "\n", extra);
-    f->cur_len = f->orig_len + extra;
     return 0;
-}
-
-/* s with every "\n" turned into "\r\n" when crlf; a new string. */
-static char *with_eol(const char *s, size_t n, bool crlf, size_t *outlen)
-{
-    size_t extra = 0;
-    if (crlf)
-        for (size_t i = 0; i < n; i++)
-            extra += s[i] == '\n';
-    char *o = malloc(n + extra + 1);
-    if (o == NULL)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (crlf && s[i] == '\n')
-            o[j++] = '\r';
-        o[j++] = s[i];
-    }
-    o[j] = '\0';
-    *outlen = j;
-    return o;
-}
-
-/* Occurrences of needle in hay that start a line (up to MAX_COUNT); the first offset and up to
- * three line numbers are returned. */
-static int count_at_lines(const char *hay, size_t hn, const char *nd, size_t nn, size_t *first,
-                          size_t lines[3])
-{
-    int count = 0;
-    size_t from = 0;
-    while (count < MAX_COUNT && from + nn <= hn) {
-        const char *hit = memmem(hay + from, hn - from, nd, nn);
-        if (hit == NULL)
-            break;
-        size_t off = (size_t)(hit - hay);
-        if (off == 0 || hay[off - 1] == '\n') {
-            if (count == 0)
-                *first = off;
-            if (count < 3)
-                lines[count] = line_of(hay, off);
-            count++;
-        }
-        from = off + 1;
-    }
-    return count;
-}
-
-/* Bounds of a line without its end and the trailing blanks (and leading blanks if lead). */
-static void trim_line(const char **p, const char **e, bool lead)
-{
-    while (*e > *p && ((*e)[-1] == ' ' || (*e)[-1] == '\t' || (*e)[-1] == '\r'))
-        (*e)--;
-    while (lead && *p < *e && (**p == ' ' || **p == '\t'))
-        (*p)++;
-}
-
-/* First line (1-based) of hay where the lines of nd match when trailing blanks (and leading
- * ones if lead) are ignored; 0 for none or when the budget runs out. */
-static size_t loose_match(const char *hay, size_t hn, const char *nd, size_t nn, bool lead,
-                          size_t *budget)
-{
-    size_t lineno = 1;
-    const char *he = hay + hn, *ne = nd + nn;
-    for (const char *s = hay; s < he; lineno++) {
-        const char *h = s, *n = nd;
-        bool ok = true;
-        while (n < ne) {
-            if (*budget == 0)
-                return 0;
-            (*budget)--;
-            if (h >= he) {
-                ok = false;
-                break;
-            }
-            const char *hl = memchr(h, '\n', (size_t)(he - h));
-            const char *nl = memchr(n, '\n', (size_t)(ne - n));
-            const char *hend = hl ? hl : he, *nend = nl ? nl : ne;
-            const char *a = h, *b = n;
-            trim_line(&a, &hend, lead);
-            trim_line(&b, &nend, lead);
-            if (hend - a != nend - b || memcmp(a, b, (size_t)(hend - a)) != 0) {
-                ok = false;
-                break;
-            }
-            h = hl ? hl + 1 : he;
-            n = nl ? nl + 1 : ne;
-        }
-        if (ok)
-            return lineno;
-        const char *next = memchr(s, '\n', (size_t)(he - s));
-        if (next == NULL)
-            break;
-        s = next + 1;
-    }
-    return 0;
-}
-
-static int not_found(const struct fstate *f, const struct asr_edit *ed, size_t editno,
-                     struct asr_err *err)
-{
-    size_t budget = HINT_BUDGET;
-    size_t at = loose_match(f->cur, f->cur_len, ed->search, ed->search_len, false, &budget);
-    if (at > 0)
-        return asr_err_set(
-            err, ASR_EINVAL,
-            "edits: edit %zu (%s, line %d): SEARCH not found; it matches at line %zu "
-            "if trailing whitespace is ignored (the match must be exact)",
-            editno, ed->path, ed->line, at);
-    at = loose_match(f->cur, f->cur_len, ed->search, ed->search_len, true, &budget);
-    if (at > 0)
-        return asr_err_set(
-            err, ASR_EINVAL,
-            "edits: edit %zu (%s, line %d): SEARCH not found; it matches at line %zu "
-            "if indentation and trailing whitespace are ignored (the match must be "
-            "exact)",
-            editno, ed->path, ed->line, at);
-    return asr_err_set(err, ASR_EINVAL,
-                       "edits: edit %zu (%s, line %d): SEARCH not found in the file", editno,
-                       ed->path, ed->line);
-}
-
-/* Applies edit ed to the in-memory state of its file. */
-static int apply_one(struct fstate *f, const struct asr_edit *ed, size_t editno,
-                     struct asr_err *err)
-{
-    if (ed->search_len == 0) {
-        if (f->exists)
-            return asr_err_set(err, ASR_EINVAL,
-                               "edits: edit %zu (%s, line %d): creates a file that already exists",
-                               editno, ed->path, ed->line);
-        f->cur = memdup_z(ed->replace, ed->replace_len);
-        if (f->cur == NULL)
-            return asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
-        f->cur_len = ed->replace_len;
-        f->exists = true;
-        f->mode = 0644;
-        return 0;
-    }
-    if (!f->exists)
-        return asr_err_set(err, ASR_ENOENT, "edits: edit %zu (%s, line %d): no such file", editno,
-                           ed->path, ed->line);
-    size_t sl, rl;
-    char *s = with_eol(ed->search, ed->search_len, f->crlf, &sl);
-    char *r = with_eol(ed->replace, ed->replace_len, f->crlf, &rl);
-    size_t first = 0, lines[3] = {0, 0, 0};
-    int rc = 0;
-    if (s == NULL || r == NULL) {
-        rc = asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
-        goto out;
-    }
-    int count = count_at_lines(f->cur, f->cur_len, s, sl, &first, lines);
-    if (count == 0) {
-        rc = not_found(f, ed, editno, err);
-        goto out;
-    }
-    if (count > 1) {
-        char where[80];
-        if (count == 2)
-            snprintf(where, sizeof(where), "lines %zu and %zu", lines[0], lines[1]);
-        else
-            snprintf(where, sizeof(where), "lines %zu, %zu, %zu...", lines[0], lines[1], lines[2]);
-        rc = asr_err_set(err, ASR_EINVAL,
-                         "edits: edit %zu (%s, line %d): SEARCH occurs %s%d times (%s); it must "
-                         "occur exactly once, so include more surrounding lines",
-                         editno, ed->path, ed->line, count >= MAX_COUNT ? "at least " : "", count,
-                         where);
-        goto out;
-    }
-    size_t nlen = f->cur_len - sl + rl;
-    if (nlen > ASR_EDITS_MAX_FILE) {
-        rc = asr_err_set(err, ASR_ETOOBIG,
-                         "edits: edit %zu (%s, line %d): the file would exceed the cap of %u bytes",
-                         editno, ed->path, ed->line, ASR_EDITS_MAX_FILE);
-        goto out;
-    }
-    char *n = malloc(nlen + 1);
-    if (n == NULL) {
-        rc = asr_err_set(err, ASR_ENOMEM, "edits: out of memory");
-        goto out;
-    }
-    memcpy(n, f->cur, first);
-    memcpy(n + first, r, rl);
-    memcpy(n + first + rl, f->cur + first + sl, f->cur_len - first - sl);
-    n[nlen] = '\0';
-    free(f->cur);
-    f->cur = n;
-    f->cur_len = nlen;
-out:
-    free(s);
-    free(r);
-    return rc;
 }
 
 static int write_fd(int fd, const char *p, size_t n)
@@ -1310,24 +1411,19 @@ static int apply_tree(const struct asr_edits *e, const char *root, bool write, s
             f->path = path;
             f->dirfd = -1;
             rc = open_file(rootfd, f, i + 1, err);
-            if (rc != 0)
-                break;
         }
-        rc = apply_one(f, ed, i + 1, err);
     }
-    /* Finish the contents: a file that had no final newline keeps lacking it. */
+    /* Every file's edits, in memory, through the same code as an in-memory commit (asr-git). */
     for (size_t i = 0; i < nf && rc == 0; i++) {
         struct fstate *f = &fs[i];
-        size_t nl = f->crlf ? 2 : 1;
-        if (f->no_final_nl && f->cur_len >= nl &&
-            memcmp(f->cur + f->cur_len - nl, f->crlf ? "\r\n" : "\n", nl) == 0)
-            f->cur_len -= nl;
+        rc = asr_edits_apply_buffer(e, f->path, f->on_disk ? f->orig : NULL, f->orig_len, &f->cur,
+                                    &f->cur_len, err);
+        if (!f->on_disk)
+            f->mode = 0644;
     }
     /* Write every temp file first (the usual failures: disk full, permissions), then rename. */
     for (size_t i = 0; i < nf && rc == 0 && write; i++) {
         struct fstate *f = &fs[i];
-        if (!f->exists)
-            continue;
         if (f->on_disk && f->cur_len == f->orig_len && memcmp(f->cur, f->orig, f->cur_len) == 0)
             continue;
         if (write_tmp(f, f->cur, f->cur_len, f->mode, (unsigned)i) != 0) {

@@ -4,7 +4,8 @@
  *
  * Place in the pipeline: the planner (strategy) asks the LLM for a patch; the reply goes through
  * asr_edits_parse() and asr_edits_check_paths() before it may become a patch step of a plan; the
- * executor later runs asr_edits_apply() on a fresh checkout of the release it builds. The model
+ * executor later commits them in memory (asr-git commit-edits, docs/patching.md), through
+ * asr_edits_apply_buffer(), the same code as asr_edits_apply() on a checkout. The model
  * gets no tools: everything it can do is what these three functions accept. docs/edits.md is the
  * reference for the format and for what is refused and why.
  *
@@ -120,28 +121,53 @@ int asr_edits_check_paths(const struct asr_edits *e, const asr_argv patch_paths,
                           struct asr_err *err);
 
 /*
+ * Applies the edits of e that name path, in order, to one file's content: the core of every way
+ * edits are applied (asr_edits_apply and asr_edits_check on a tree on disk, and asr-git's
+ * in-memory commit, src/execute/git.c), so all of them give the same verdicts.
+ *
+ * content[0..len) is the file as it is (NULL: the file does not exist, so the first edit of it
+ * must create it). Each SEARCH must occur exactly once, starting at the beginning of a line (an
+ * edit sees the earlier edits' result). When it does not occur at all, the whitespace-tolerant
+ * match is tried: the one place where SEARCH's lines equal as many consecutive lines of the file
+ * once each line, on both sides, has lost its leading and trailing blanks (space, tab; and the
+ * CR of CRLF) and has every inner run of blanks counted as one; those whole lines are replaced.
+ * It too must be unique, every line must be equal but for blanks, and blank lines count: never a
+ * fuzzy match. A file whose first line ends in "\r\n" gets its edits' line ends as "\r\n"; a
+ * file without a final newline is matched as if it had one, and keeps lacking it.
+ *
+ * Text only: a content with a NUL byte (a binary file), or a result with a NUL byte or invalid
+ * UTF-8, is refused. Neither the content nor the result may exceed ASR_EDITS_MAX_FILE bytes.
+ *
+ * On success *out is the new content (NUL-terminated, not counted in *out_len; caller frees).
+ * Returns 0, ASR_EINVAL (a SEARCH found 0 times or several times, exactly or with whitespace
+ * ignored, with the lines; a create of an existing file; not text; no edit names path),
+ * ASR_ENOENT (an edit of a missing file), ASR_ETOOBIG or ASR_ENOMEM; *out is NULL then.
+ */
+int asr_edits_apply_buffer(const struct asr_edits *e, const char *path, const char *content,
+                           size_t len, char **out, size_t *out_len, struct asr_err *err);
+
+/*
  * Applies the edits, in order, to the tree at root (a release checkout). All or nothing: every
- * edit is first applied in memory to the contents read from disk (an edit of a file sees the
- * earlier edits of that file), and only when all succeed are files written, each through a temp
- * file in its directory, fsync and rename, keeping the file's permission bits. If a write fails,
- * the files already written are put back (best effort) and the error names the file.
+ * file is read once and its edits are applied in memory with asr_edits_apply_buffer (see there
+ * for matching, line ends and the text-only rule), and only when all succeed are files written,
+ * each through a temp file in its directory, fsync and rename, keeping the file's permission
+ * bits. If a write fails, the files already written are put back (best effort) and the error
+ * names the file.
  *
- * Each SEARCH must occur exactly once, starting at the beginning of a line. A file whose first
- * line ends in "\r\n" gets its edits' line ends as "\r\n"; a file without a final newline is
- * matched as if it had one, and keeps lacking it. Paths are opened one component at a time from
- * root with O_NOFOLLOW, so a symlink anywhere in a path is refused, as are non-regular files and
- * files over ASR_EDITS_MAX_FILE. A create needs an existing parent directory and no file.
+ * Paths are opened one component at a time from root with O_NOFOLLOW, so a symlink anywhere in
+ * a path is refused, as are non-regular files and files over ASR_EDITS_MAX_FILE. A create needs
+ * an existing parent directory and no file.
  *
- * Returns 0, ASR_EINVAL (a path, a SEARCH found 0 or several times, a create of an existing file;
- * a whitespace-insensitive match is named in the message), ASR_ENOENT (no such file or
- * directory), ASR_ETOOBIG, ASR_EIO or ASR_ENOMEM.
+ * Returns 0, ASR_EINVAL (a path, a SEARCH found 0 or several times, a create of an existing file,
+ * not text), ASR_ENOENT (no such file or directory), ASR_ETOOBIG, ASR_EIO or ASR_ENOMEM.
  */
 int asr_edits_apply(const struct asr_edits *e, const char *root, struct asr_err *err);
 
-/* Frees everything the edits own and zeroes the struct; accepts NULL and a zeroed struct. */
 /* asr_edits_apply without writing anything: whether every edit would apply to the tree at root
  * as it is now (each SEARCH found exactly once, after the earlier edits). Same errors. */
 int asr_edits_check(const struct asr_edits *e, const char *root, struct asr_err *err);
+
+/* Frees everything the edits own and zeroes the struct; accepts NULL and a zeroed struct. */
 void asr_edits_free(struct asr_edits *e);
 
 #endif

@@ -760,28 +760,124 @@ static void test_apply_exactly_once(void **state)
     drop_tree(root);
 }
 
-static void test_apply_whitespace_hint(void **state)
+/* The whitespace-tolerant match (issue 5): when SEARCH does not occur exactly, the one place
+ * where its lines equal the file's with leading and trailing blanks ignored and inner runs of
+ * blanks equal. It replaced the old "it matches at line N if whitespace is ignored" hint. */
+static void test_apply_whitespace_tolerant(void **state)
 {
     (void)state;
     char *root = make_tree();
     const char *orig = "int f(void)\n{\n    int x = 1;  \n    return x;\n}\n";
     put(root, "src/a.c", orig, 0644);
     char msg[512];
+    /* Trailing blanks in the file only. */
     assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\n    int x = 1;\n    return x;\n"
                                  "=======\n    return 1;\n>>>>>>> REPLACE\n",
                                  root, msg, sizeof(msg)),
-                     ASR_EINVAL);
-    assert_string_equal(msg, "edits: edit 1 (src/a.c, line 2): SEARCH not found; it matches at "
-                             "line 3 if trailing whitespace is ignored (the match must be exact)");
-    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\n\tint x = 1;\n\treturn x;\n"
+                     0);
+    expect_file(root, "src/a.c", "int f(void)\n{\n    return 1;\n}\n");
+    /* Other indentation (tabs for spaces) and inner runs of blanks. */
+    put(root, "src/a.c", orig, 0644);
+    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\n\tint   x\t= 1;\n\treturn x;\n"
+                                 "=======\n    return 2;\n>>>>>>> REPLACE\n",
+                                 root, msg, sizeof(msg)),
+                     0);
+    expect_file(root, "src/a.c", "int f(void)\n{\n    return 2;\n}\n");
+    /* Never fuzzy: one character off, a blank that is not there, a missing blank line. */
+    put(root, "src/a.c", orig, 0644);
+    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\n  int x = 2;\n  return x;\n"
                                  "=======\n    return 1;\n>>>>>>> REPLACE\n",
                                  root, msg, sizeof(msg)),
                      ASR_EINVAL);
-    assert_string_equal(msg, "edits: edit 1 (src/a.c, line 2): SEARCH not found; it matches at "
-                             "line 3 if indentation and trailing whitespace are ignored (the "
-                             "match must be exact)");
+    assert_string_equal(msg, "edits: edit 1 (src/a.c, line 2): SEARCH not found in the file");
+    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\nint x=1;\n=======\nint x;\n"
+                                 ">>>>>>> REPLACE\n",
+                                 root, msg, sizeof(msg)),
+                     ASR_EINVAL);
+    assert_string_equal(msg, "edits: edit 1 (src/a.c, line 2): SEARCH not found in the file");
+    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\n{\n\n  int x = 1;\n=======\nx\n"
+                                 ">>>>>>> REPLACE\n",
+                                 root, msg, sizeof(msg)),
+                     ASR_EINVAL);
+    assert_string_equal(msg, "edits: edit 1 (src/a.c, line 2): SEARCH not found in the file");
     expect_file(root, "src/a.c", orig);
     drop_tree(root);
+}
+
+/* The tolerant match must be unique too, and an exact match always wins over it. */
+static void test_apply_whitespace_tolerant_unique(void **state)
+{
+    (void)state;
+    char *root = make_tree();
+    const char *orig = "if (a)\n  x = 1;\nif (b)\n\tx  =  1;\nif (c)\n    x = 1;\n";
+    put(root, "src/a.c", orig, 0644);
+    char msg[512];
+    /* Exactly once as written ("    x = 1;" at line 6), although three lines match loosely. */
+    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\n    x = 1;\n=======\n    x = 3;\n"
+                                 ">>>>>>> REPLACE\n",
+                                 root, msg, sizeof(msg)),
+                     0);
+    expect_file(root, "src/a.c", "if (a)\n  x = 1;\nif (b)\n\tx  =  1;\nif (c)\n    x = 3;\n");
+    put(root, "src/a.c", orig, 0644);
+    /* Not exactly, and three times loosely (lines 2, 4 and 6). */
+    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\n x = 1;\n=======\nx = 3;\n"
+                                 ">>>>>>> REPLACE\n",
+                                 root, msg, sizeof(msg)),
+                     ASR_EINVAL);
+    assert_string_equal(msg, "edits: edit 1 (src/a.c, line 2): SEARCH not found exactly, and with "
+                             "whitespace ignored it occurs 3 times (lines 2, 4, 6...); it must "
+                             "occur exactly once, so include more surrounding lines");
+    /* More lines make it unique. */
+    assert_int_equal(apply_reply("src/a.c\n<<<<<<< SEARCH\nif (b)\n x = 1;\n=======\nif (b)\n"
+                                 "\tx = 2;\n>>>>>>> REPLACE\n",
+                                 root, msg, sizeof(msg)),
+                     0);
+    expect_file(root, "src/a.c", "if (a)\n  x = 1;\nif (b)\n\tx = 2;\nif (c)\n    x = 1;\n");
+    drop_tree(root);
+}
+
+/* The buffer-level core: CRLF files, files without a final newline, creates, text only. */
+static void test_apply_buffer(void **state)
+{
+    (void)state;
+    struct asr_edits e = {0};
+    struct asr_err err = {0};
+    char *out = NULL;
+    size_t n = 0;
+    assert_int_equal(asr_edits_add(&e, "a.c", "  b  c\n", 7, "B\n", 2, 1, &err), 0);
+    assert_int_equal(asr_edits_add(&e, "other.c", "x\n", 2, "y\n", 2, 2, &err), 0);
+    /* CRLF, the tolerant match on the last line that has no final newline. */
+    const char *crlf = "a\r\nb \t c \r\nlast";
+    assert_int_equal(asr_edits_apply_buffer(&e, "a.c", crlf, strlen(crlf), &out, &n, &err), 0);
+    assert_string_equal(out, "a\r\nB\r\nlast");
+    assert_int_equal(n, strlen(out));
+    free(out);
+    const char *nonl = "a\nb c";
+    assert_int_equal(asr_edits_apply_buffer(&e, "a.c", nonl, strlen(nonl), &out, &n, &err), 0);
+    assert_string_equal(out, "a\nB");
+    free(out);
+    /* A binary file, a missing file, a path no edit names. */
+    assert_int_equal(asr_edits_apply_buffer(&e, "a.c", "b c\n\0x", 6, &out, &n, &err), ASR_EINVAL);
+    assert_string_equal(err.msg, "edits: a.c: a binary file (NUL byte at offset 4); only text "
+                                 "files are edited");
+    assert_null(out);
+    assert_int_equal(asr_edits_apply_buffer(&e, "a.c", NULL, 0, &out, &n, &err), ASR_ENOENT);
+    assert_string_equal(err.msg, "edits: edit 1 (a.c, line 1): no such file");
+    assert_int_equal(asr_edits_apply_buffer(&e, "b.c", "x\n", 2, &out, &n, &err), ASR_EINVAL);
+    assert_string_equal(err.msg, "edits: no edit names b.c");
+    /* Invalid UTF-8 in the result (here: already in the file). */
+    assert_int_equal(asr_edits_apply_buffer(&e, "a.c", "\xff\nb c\n", 6, &out, &n, &err),
+                     ASR_EINVAL);
+    assert_string_equal(err.msg, "edits: a.c: the result is not valid UTF-8 (at offset 0); only "
+                                 "text is written");
+    asr_edits_free(&e);
+    /* A create. */
+    assert_int_equal(asr_edits_add(&e, "new.c", "", 0, "int z;\n", 7, 1, &err), 0);
+    assert_int_equal(asr_edits_apply_buffer(&e, "new.c", NULL, 0, &out, &n, &err), 0);
+    assert_string_equal(out, "int z;\n");
+    free(out);
+    assert_int_equal(asr_edits_apply_buffer(&e, "new.c", "x\n", 2, &out, &n, &err), ASR_EINVAL);
+    asr_edits_free(&e);
 }
 
 static void test_apply_same_file_in_order(void **state)
@@ -1029,7 +1125,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_apply_basic_keeps_mode),
         cmocka_unit_test(test_check_writes_nothing),
         cmocka_unit_test(test_apply_exactly_once),
-        cmocka_unit_test(test_apply_whitespace_hint),
+        cmocka_unit_test(test_apply_whitespace_tolerant),
+        cmocka_unit_test(test_apply_whitespace_tolerant_unique),
+        cmocka_unit_test(test_apply_buffer),
         cmocka_unit_test(test_apply_same_file_in_order),
         cmocka_unit_test(test_apply_all_or_nothing),
         cmocka_unit_test(test_apply_symlink_escape),
