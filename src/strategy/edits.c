@@ -1057,7 +1057,7 @@ static int apply_one(struct fbuf *f, const struct asr_edit *ed, size_t editno, s
         goto out;
     }
     /* Exact unique match first; only when there is none at all, the whitespace-tolerant one. */
-    size_t from, to;
+    size_t from = 0, to = 0;
     int count = count_at_lines(f->cur, f->cur_len, s, sl, &first, lines);
     if (count == 1) {
         from = first;
