@@ -68,5 +68,6 @@ int cmd_incidents(int argc, char **argv);
 int cmd_incident(int argc, char **argv);
 int cmd_kb(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 #endif

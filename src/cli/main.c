@@ -31,6 +31,8 @@ static const char USAGE[] =
     "                                     the knowledge base: playbooks and past incidents\n"
     "  plan INCIDENT_ID [--json] [-c FILE]\n"
     "                                     the remediation plan for an incident (nothing runs)\n"
+    "  audit verify | audit list [--json] [--limit N]\n"
+    "                                     check the audit chain, or show its newest rows\n"
     "\n"
     "Commands find the daemon through its state dir: --state-dir DIR, or the state_dir of\n"
     "-c FILE, or $ASR_STATE_DIR, or ./.asr. Each command takes --help.\n";
@@ -44,7 +46,7 @@ static const struct {
     {"config", cmd_config},     {"templates", cmd_templates},
     {"detect", cmd_detect},     {"incidents", cmd_incidents},
     {"incident", cmd_incident}, {"kb", cmd_kb},
-    {"plan", cmd_plan},
+    {"plan", cmd_plan},         {"audit", cmd_audit},
 
 };
 

@@ -5,6 +5,7 @@
  * transaction per batch (include/asr/incident.h says why); everything else reads. The schema is
  * migration 2 in migrate.c; docs/store.md and docs/detection.md describe the columns.
  */
+#include "asr/audit.h"
 #include "asr/incident.h"
 #include "store/store_int.h"
 
@@ -235,6 +236,10 @@ int asr_store_incident_resolve(struct asr_store *st, int64_t id, const char *rea
         goto out;
     }
     rc = insert_note(st, id, now, "resolved", reason, op, err);
+    json_t *d = json_pack("{s:s?}", "reason", reason);
+    if (rc == 0)
+        rc = asr_audit_append_json(st, ASR_AUDIT_ASR, "incident.resolved", id, 0, d, err);
+    json_decref(d);
 out:
     return asr_store_finish(st, rc, op, err);
 }

@@ -241,11 +241,46 @@ static const char migration_4[] =
     ") STRICT;\n"
     "CREATE INDEX plans_by_incident ON plans (incident_id, id);\n";
 
+/*
+ * The audit chain (issue 5, src/store/audit.c, docs/audit.md): one row per decision or action,
+ * numbered 1, 2, 3, ... and chained by SHA-256 (each row's hash covers the previous row's hash
+ * and every other column). The insert trigger refuses a row that does not extend the chain by
+ * exactly one; the update and delete triggers make the table append-only in normal use. None of
+ * this stops someone who can write the file (triggers can be dropped): `asr audit verify`
+ * recomputes the chain to catch that. incident_id and plan_id are not foreign keys, like
+ * events.service: an audit row must never be lost, or block a delete elsewhere, for a constraint.
+ */
+static const char migration_5[] =
+    "CREATE TABLE audit (\n"
+    "    seq         INTEGER PRIMARY KEY CONSTRAINT audit_seq_positive CHECK (seq >= 1),\n"
+    "    at          INTEGER NOT NULL,\n"
+    "    actor       TEXT NOT NULL CONSTRAINT audit_actor_nonempty CHECK (length(actor) > 0),\n"
+    "    kind        TEXT NOT NULL CONSTRAINT audit_kind_nonempty CHECK (length(kind) > 0),\n"
+    "    incident_id INTEGER,\n"
+    "    plan_id     INTEGER,\n"
+    "    detail      TEXT NOT NULL DEFAULT '{}' CONSTRAINT audit_detail_json\n"
+    "                    CHECK (json_valid(detail)),\n"
+    "    prev        TEXT NOT NULL CONSTRAINT audit_prev_hex\n"
+    "                    CHECK (length(prev) = 64 AND prev NOT GLOB '*[^0-9a-f]*'),\n"
+    "    hash        TEXT NOT NULL CONSTRAINT audit_hash_hex\n"
+    "                    CHECK (length(hash) = 64 AND hash NOT GLOB '*[^0-9a-f]*')\n"
+    ") STRICT;\n"
+    "CREATE TRIGGER audit_append_only_insert BEFORE INSERT ON audit\n"
+    "    WHEN NEW.seq IS NOT coalesce((SELECT max(seq) FROM audit), 0) + 1\n"
+    "      OR NEW.prev IS NOT coalesce((SELECT hash FROM audit WHERE seq = NEW.seq - 1),\n"
+    "                                  printf('%064d', 0))\n"
+    "BEGIN SELECT RAISE(ABORT, 'audit: a new row must extend the chain by one'); END;\n"
+    "CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit\n"
+    "BEGIN SELECT RAISE(ABORT, 'audit: rows are append-only (no UPDATE)'); END;\n"
+    "CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit\n"
+    "BEGIN SELECT RAISE(ABORT, 'audit: rows are append-only (no DELETE)'); END;\n";
+
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},
     {2, "incidents, incident notes, templates, log positions", migration_2},
     {3, "knowledge base: documents, signatures, full-text index, outcomes", migration_3},
     {4, "plans", migration_4},
+    {5, "audit chain", migration_5},
 };
 
 const struct asr_store_migration *asr_store_migrations(size_t *n)

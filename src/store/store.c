@@ -120,6 +120,10 @@ struct asr_store {
         const char *sql; /* identity: the address of a static string of another store module */
         sqlite3_stmt *stmt;
     } extra[ASR_STORE_MAX_EXTRA_STMTS];
+    struct {
+        int64_t seq; /* 0: no audit row appended in the open transaction */
+        char hash[65];
+    } audit_pending;
 };
 
 /* ---- plumbing ------------------------------------------------------------------------------ */
@@ -217,8 +221,15 @@ int asr_store_run(struct asr_store *st, sqlite3_stmt *s, const char *op, struct 
     return rc;
 }
 
+void asr_store_audit_pending(struct asr_store *st, int64_t seq, const char *hash)
+{
+    st->audit_pending.seq = seq;
+    snprintf(st->audit_pending.hash, sizeof(st->audit_pending.hash), "%s", hash);
+}
+
 int asr_store_begin(struct asr_store *st, const char *op, struct asr_err *err)
 {
+    st->audit_pending.seq = 0;
     sqlite3_stmt *s = stmt(st, S_BEGIN, op, err);
     if (s == NULL)
         return ASR_EDB;
@@ -244,11 +255,16 @@ int asr_store_commit(struct asr_store *st, const char *op, struct asr_err *err)
         return rc;
     }
     asr_store_reset(s);
+    if (st->audit_pending.seq > 0) {
+        asr_audit_anchor(st, st->audit_pending.seq, st->audit_pending.hash);
+        st->audit_pending.seq = 0;
+    }
     return 0;
 }
 
 void asr_store_rollback(struct asr_store *st)
 {
+    st->audit_pending.seq = 0;
     if (sqlite3_get_autocommit(st->db))
         return; /* no transaction open (or SQLite already rolled it back) */
     sqlite3_stmt *s = stmt(st, S_ROLLBACK, "rollback", NULL);

@@ -68,6 +68,17 @@ int asr_store_commit(struct asr_store *st, const char *op, struct asr_err *err);
 void asr_store_rollback(struct asr_store *st);
 
 /*
+ * The audit chain's hook into transactions (audit.c, include/asr/audit.h): asr_audit_append()
+ * records the head it appended with asr_store_audit_pending(); asr_store_commit() passes the
+ * newest one to asr_audit_anchor() once the commit has succeeded, and asr_store_begin() and
+ * asr_store_rollback() forget it. So audit.head is only ever written for committed rows.
+ * asr_audit_anchor() never fails the commit: a row that is on disk stays acknowledged, and an
+ * anchor that could not be written lags behind, which verify tolerates (it logs a warning).
+ */
+void asr_store_audit_pending(struct asr_store *st, int64_t seq, const char *hash);
+void asr_audit_anchor(struct asr_store *st, int64_t seq, const char *hash);
+
+/*
  * Records the connection's last error as "store: <op>: <sqlite message>" and returns ASR_EDB
  * (ASR_ENOMEM when SQLite ran out of memory).
  */

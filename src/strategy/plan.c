@@ -3,6 +3,7 @@
  */
 #include "strategy/plan.h"
 
+#include "asr/audit.h"
 #include "execute/actions.h"
 #include "store/store_int.h"
 #include "strategy/edits.h"
@@ -445,8 +446,21 @@ int asr_plan_save(struct asr_store *st, const struct asr_plan *p, int64_t *id, s
                      l != NULL ? json_integer_value(json_object_get(l, "completion_tokens")) : -1);
         asr_store_bind_str(s, 9, body);
         rc = asr_store_run(st, s, op, err);
+        int64_t pid = sqlite3_last_insert_rowid(asr_store_db(st));
         if (rc == 0 && id != NULL)
-            *id = sqlite3_last_insert_rowid(asr_store_db(st));
+            *id = pid;
+        /* The decision goes into the audit chain in the same transaction as the plan. */
+        json_t *acts = json_array();
+        size_t i;
+        json_t *step;
+        json_array_foreach(p->steps, i, step)
+            json_array_append(acts, json_object_get(step, "action"));
+        json_t *d =
+            json_pack("{s:s?, s:f, s:o, s:b}", "strategy", p->strategy, "confidence", p->confidence,
+                      "actions", acts, "requires_approval", p->requires_approval);
+        if (rc == 0)
+            rc = asr_audit_append_json(st, ASR_AUDIT_ASR, "plan.made", p->incident_id, pid, d, err);
+        json_decref(d);
     }
     free(body);
     return asr_store_finish(st, rc, op, err);
@@ -545,21 +559,29 @@ int asr_plan_learn(struct asr_store *st, const struct asr_incident *inc, bool ve
     if (rc != 0)
         return rc;
     /* The outcome is set once, in one statement: a second report of the same plan changes
-     * nothing, so the learned record never counts an outcome twice. */
-    sqlite3_stmt *s = asr_store_prepare(st, sql_plan_outcome, op, err);
-    if (s == NULL) {
-        json_decref(plan);
-        return ASR_EDB;
+     * nothing, so the learned record never counts an outcome twice. It commits together with
+     * its audit row. */
+    sqlite3_stmt *s = NULL;
+    if ((rc = asr_store_begin(st, op, err)) == 0 &&
+        (s = asr_store_prepare(st, sql_plan_outcome, op, err)) == NULL)
+        rc = ASR_EDB;
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, plan_id);
+        asr_store_bind_str(s, 2, verified ? "verified" : "failed");
+        sqlite3_bind_int64(s, 3, asr_store_now(st));
+        bind_opt_int(s, 4, verified && mttr_ms > 0 ? mttr_ms : -1);
+        rc = asr_store_run(st, s, op, err);
     }
-    sqlite3_bind_int64(s, 1, plan_id);
-    asr_store_bind_str(s, 2, verified ? "verified" : "failed");
-    sqlite3_bind_int64(s, 3, asr_store_now(st));
-    bind_opt_int(s, 4, verified && mttr_ms > 0 ? mttr_ms : -1);
-    rc = asr_store_run(st, s, op, err);
     if (rc == 0 && sqlite3_changes(asr_store_db(st)) == 0)
         rc = asr_err_set(err, ASR_EINVAL, "plan: plan %lld of incident %lld is already %s",
                          (long long)plan_id, (long long)inc->id,
                          json_string_value(json_object_get(plan, "status")));
+    json_t *d = json_pack("{s:s, s:I}", "outcome", verified ? "verified" : "failed", "mttr_ms",
+                          (json_int_t)(verified && mttr_ms > 0 ? mttr_ms : 0));
+    if (rc == 0)
+        rc = asr_audit_append_json(st, ASR_AUDIT_ASR, "plan.outcome", inc->id, plan_id, d, err);
+    json_decref(d);
+    rc = asr_store_finish(st, rc, op, err);
     /* Credit the document the plan followed, then keep the incident itself: found by its
      * fingerprint next time, its fix repeated only if it was verified (plan.c doc_steps). */
     if (rc == 0 && doc > 0)
