@@ -7,14 +7,64 @@
  * daemon reads its output:
  *   asr-git resolve PATH [REF]        prints "<40-hex sha>\t<folder of PATH in its work tree>\n"
  *   asr-git export PATH SHA DEST      writes the commit's tree into DEST
+ *   asr-git commit-edits [REQUEST]    commits edits in memory on a branch (asr_git_commit_edits)
+ *   asr-git revert [REQUEST]          reverts a commit of a branch with a new commit
+ * REQUEST is a file holding the JSON request (the daemon writes it into its state dir; see
+ * execute/patch.c), or stdin when absent or "-". Both print "<40-hex sha>\tcreated\n", or
+ * "<40-hex sha>\texisting\n" when the branch already held that commit (nothing was written).
  * Errors are one line on stderr and exit status 1. Not meant for people.
  */
 #include "asr/fsutil.h"
 #include "asr/git.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Reads the request (at most one byte over the cap, so the cap is reported); NULL on error. */
+static char *read_request(const char *path, size_t *len)
+{
+    FILE *f = path == NULL || strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "request: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = (size_t)ASR_GIT_MAX_REQUEST + 1;
+    char *b = malloc(cap);
+    size_t n = b != NULL ? fread(b, 1, cap, f) : 0;
+    bool bad = b == NULL || ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        fprintf(stderr, "request: cannot read it\n");
+        free(b);
+        return NULL;
+    }
+    *len = n;
+    return b;
+}
+
+static int run_request(const char *cmd, const char *path)
+{
+    struct asr_err err = {0};
+    size_t len = 0;
+    char *req = read_request(path, &len);
+    if (req == NULL)
+        return 1;
+    char sha[41];
+    bool existed = false;
+    int rc = strcmp(cmd, "revert") == 0 ? asr_git_revert(req, len, sha, &existed, &err)
+                                        : asr_git_commit_edits(req, len, sha, &existed, &err);
+    free(req);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", asr_err_msg(&err, rc));
+        return 1;
+    }
+    printf("%s\t%s\n", sha, existed ? "existing" : "created");
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -46,6 +96,10 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    fprintf(stderr, "usage: asr-git resolve PATH [REF] | asr-git export PATH SHA DEST\n");
+    if (argc >= 1 && argc <= 2 &&
+        (strcmp(argv[0], "commit-edits") == 0 || strcmp(argv[0], "revert") == 0))
+        return run_request(argv[0], argc == 2 ? argv[1] : NULL);
+    fprintf(stderr, "usage: asr-git resolve PATH [REF] | asr-git export PATH SHA DEST | "
+                    "asr-git commit-edits|revert [REQUEST]\n");
     return 2;
 }
