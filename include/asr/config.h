@@ -47,6 +47,8 @@ struct asr_deploy_cfg {
     int healthy_timeout_ms; /* a new slot must be healthy within this, default 10000 */
     int drain_timeout_ms;   /* old slot's in-flight requests get this long, default 10000 */
     int stop_grace_ms;      /* SIGTERM to SIGKILL, default 5000 */
+    int verify_window_ms;   /* after a remediation step, the fault must stay away this long,
+                               default 3000 */
 };
 
 struct asr_signature_cfg {
@@ -64,6 +66,7 @@ struct asr_policy_cfg {
     int64_t budget_per_ms;   /* default 1h */
     int64_t cooldown_ms;     /* default 10m */
     bool llm_approval;       /* a plan from the LLM needs an operator's approval, default true */
+    bool shadow;             /* record what remediation would do and do nothing, default false */
 };
 
 struct asr_service_cfg {

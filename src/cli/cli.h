@@ -66,6 +66,8 @@ int cmd_templates(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_incidents(int argc, char **argv);
 int cmd_incident(int argc, char **argv);
+int cmd_approve(int argc, char **argv);
+int cmd_reject(int argc, char **argv);
 int cmd_kb(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_audit(int argc, char **argv);

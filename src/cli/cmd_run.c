@@ -23,6 +23,7 @@
 #include "detect/detector.h"
 #include "detect/tail.h"
 #include "recover/service.h"
+#include "execute/executor.h"
 #include "strategy/planner.h"
 
 #include <errno.h>
@@ -58,8 +59,9 @@ struct file_source {
 struct daemon {
     uv_loop_t *loop;
     struct asr_detector *det;
-    struct asr_planner *planner; /* plans every incident the detector opens */
-    char llm_exe[4096 + 16];     /* the asr-llm worker the planner asks */
+    struct asr_planner *planner;   /* plans every incident the detector opens */
+    char llm_exe[4096 + 16];       /* the asr-llm worker the planner asks */
+    struct asr_executor *executor; /* carries out the plans (policy gate, journal, steps) */
     struct file_source *files[MAX_LOG_FILES];
     int nfiles;
     struct asr_config *cfg;
@@ -116,6 +118,41 @@ static void on_slot_exit(struct asr_service *svc, const char *slot, const char *
 }
 
 /* After each commit of a new incident: one log line, with the commit time for latency checks. */
+/* ---- the executor's view of the daemon ------------------------------------------------------- */
+
+static struct asr_service *find_service(struct daemon *d, const char *name);
+
+static struct asr_service *exec_find(void *data, const char *name)
+{
+    return find_service(data, name);
+}
+
+static void exec_health(void *data, size_t *services, size_t *unhealthy)
+{
+    struct daemon *d = data;
+    *services = (size_t)d->nservices;
+    *unhealthy = 0;
+    for (int i = 0; i < d->nservices; i++) {
+        json_t *s = asr_service_status(d->services[i]);
+        const char *h = json_string_value(json_object_get(s, "health"));
+        *unhealthy += h == NULL || strcmp(h, "healthy") != 0;
+        json_decref(s);
+    }
+}
+
+static int exec_resolve(void *data, int64_t id, const char *reason, struct asr_err *err)
+{
+    struct daemon *d = data;
+    return asr_detector_resolve(d->det, id, reason, err);
+}
+
+static void on_plan(void *data, int64_t plan_id, int64_t incident_id)
+{
+    struct daemon *d = data;
+    if (d->executor != NULL && !d->stop_requested)
+        asr_executor_plan(d->executor, plan_id, incident_id);
+}
+
 static void on_incident(void *data, const struct asr_incident *inc, bool opened)
 {
     struct daemon *d = data;
@@ -291,6 +328,17 @@ static void control_handler(struct asr_control_conn *conn, json_t *req, void *da
             asr_control_reply(conn, json_pack("{s:b, s:I}", "ok", 1, "id", id));
         return;
     }
+    if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0) {
+        json_int_t id = json_integer_value(json_object_get(req, "id"));
+        const char *by = json_string_value(json_object_get(req, "by"));
+        struct asr_err err = {0};
+        int rc = asr_executor_decide(d->executor, id, strcmp(cmd, "approve") == 0, by, &err);
+        if (rc != 0)
+            asr_control_reply_error(conn, asr_err_msg(&err, rc));
+        else
+            asr_control_reply(conn, json_pack("{s:b, s:I}", "ok", 1, "id", id));
+        return;
+    }
     if (strcmp(cmd, "deploy") == 0 || strcmp(cmd, "rollback") == 0) {
         const char *name = json_string_value(json_object_get(req, "service"));
         struct asr_service *svc = name ? find_service(d, name) : NULL;
@@ -342,6 +390,8 @@ static void finish_stop(struct daemon *d)
     d->det = NULL;
     asr_planner_destroy(d->planner); /* questions in flight end as cancelled, and say so */
     d->planner = NULL;
+    asr_executor_destroy(d->executor); /* runs in flight stay in the journal as they are */
+    d->executor = NULL;
     if (d->signals_started) {
         uv_close((uv_handle_t *)&d->sig_term, NULL);
         uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -474,6 +524,7 @@ static int apply_config(struct daemon *d, struct asr_config *next, struct asr_er
     }
     d->cfg = next;
     asr_planner_set_config(d->planner, next); /* before the old config can be freed */
+    asr_executor_set_config(d->executor, next);
     int rc = 0;
     for (size_t i = 0; i < next->nservices; i++) {
         const struct asr_service_cfg *n = &next->services[i];
@@ -688,6 +739,19 @@ int cmd_run(int argc, char **argv)
         cli_error("run", "%s", err.msg);
         goto out_loop;
     }
+    struct asr_executor_env xenv = {.loop = d.loop,
+                                    .st = d.store,
+                                    .cfg = d.cfg,
+                                    .find = exec_find,
+                                    .health = exec_health,
+                                    .resolve = exec_resolve,
+                                    .data = &d};
+    if (asr_executor_create(&xenv, &d.executor, &err) != 0) {
+        cli_error("run", "%s", err.msg);
+        goto out_loop;
+    }
+    asr_executor_resume(d.executor);
+    asr_planner_on_plan(d.planner, on_plan, &d);
     if ((d.det = new_detector(&d, d.cfg, &err)) == NULL) {
         cli_error("config", "%s", err.msg);
         goto out_loop;
@@ -732,6 +796,8 @@ out_loop:
     d.det = NULL;
     asr_planner_destroy(d.planner);
     d.planner = NULL;
+    asr_executor_destroy(d.executor);
+    d.executor = NULL;
     if (d.nservices > 0) {
         d.stopping = d.nservices;
         for (int i = 0; i < d.nservices; i++)

@@ -29,8 +29,10 @@ static const char USAGE[] =
     "                                     close an incident (its fingerprint cools down)\n"
     "  kb add FILE|DIR | kb list | kb search QUERY [--json]\n"
     "                                     the knowledge base: playbooks and past incidents\n"
-    "  plan INCIDENT_ID [--json] [-c FILE]\n"
-    "                                     the remediation plan for an incident (nothing runs)\n"
+    "  plan INCIDENT_ID [--json] [-c FILE] [--replan] [--outcome verified|failed]\n"
+    "                                     the remediation plan of an incident\n"
+    "  approve INCIDENT_ID | reject INCIDENT_ID [--reason TEXT]\n"
+    "                                     decide on a plan that awaits approval\n"
     "  audit verify | audit list [--json] [--limit N]\n"
     "                                     check the audit chain, or show its newest rows\n"
     "\n"
@@ -47,6 +49,7 @@ static const struct {
     {"detect", cmd_detect},     {"incidents", cmd_incidents},
     {"incident", cmd_incident}, {"kb", cmd_kb},
     {"plan", cmd_plan},         {"audit", cmd_audit},
+    {"approve", cmd_approve},   {"reject", cmd_reject},
 
 };
 

@@ -985,7 +985,7 @@ static const struct schema restart_schema = {restart_fields, NFIELDS(restart_fie
     }
 static const struct field deploy_fields[] = {
     F_DEPLOY(build_timeout_ms, 1), F_DEPLOY(test_timeout_ms, 1), F_DEPLOY(healthy_timeout_ms, 1),
-    F_DEPLOY(drain_timeout_ms, 0), F_DEPLOY(stop_grace_ms, 0),
+    F_DEPLOY(drain_timeout_ms, 0), F_DEPLOY(stop_grace_ms, 0),   F_DEPLOY(verify_window_ms, 1),
 };
 static const struct schema deploy_schema = {deploy_fields, NFIELDS(deploy_fields), NULL};
 
@@ -1001,6 +1001,7 @@ static const struct field policy_fields[] = {
     {"budget", set_map, false, 0, &budget_schema, 0},
     {"cooldown", set_duration, false, offsetof(struct asr_policy_cfg, cooldown_ms), NULL, 0},
     {"llm_approval", set_bool, false, offsetof(struct asr_policy_cfg, llm_approval), NULL, 0},
+    {"shadow", set_bool, false, offsetof(struct asr_policy_cfg, shadow), NULL, 0},
 };
 static const struct schema policy_schema = {policy_fields, NFIELDS(policy_fields), NULL};
 
@@ -1208,7 +1209,8 @@ static int service_defaults(struct ctx *c, struct asr_service_cfg *s, int line)
                                         .test_timeout_ms = 300000,
                                         .healthy_timeout_ms = 10000,
                                         .drain_timeout_ms = 10000,
-                                        .stop_grace_ms = 5000};
+                                        .stop_grace_ms = 5000,
+                                        .verify_window_ms = 3000};
     return s->health.path != NULL ? 0 : oom(c);
 }
 

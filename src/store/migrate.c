@@ -275,12 +275,54 @@ static const char migration_5[] =
     "CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit\n"
     "BEGIN SELECT RAISE(ABORT, 'audit: rows are append-only (no DELETE)'); END;\n";
 
+/*
+ * Remediations and their journal (issue 5, include/asr/remediation.h, src/execute/executor.c):
+ * one remediation per plan at most, and for each step an intent row written before it acts and
+ * a result row after, keyed so that no step is ever recorded (or done) twice.
+ */
+static const char migration_6[] =
+    "CREATE TABLE remediations (\n"
+    "    id          INTEGER PRIMARY KEY,\n"
+    "    plan_id     INTEGER NOT NULL UNIQUE REFERENCES plans (id) ON DELETE CASCADE,\n"
+    "    incident_id INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,\n"
+    "    service     TEXT NOT NULL,\n"
+    "    fingerprint TEXT NOT NULL,\n"
+    "    state       TEXT NOT NULL CONSTRAINT remediations_state_valid CHECK (state IN\n"
+    "                    ('awaiting_approval', 'running', 'succeeded', 'failed', 'escalated',\n"
+    "                     'rejected', 'shadowed', 'refused')),\n"
+    "    reason      TEXT,\n"
+    "    approved_by TEXT,\n"
+    "    created_at  INTEGER NOT NULL,\n"
+    "    started_at  INTEGER,\n"
+    "    finished_at INTEGER\n"
+    ") STRICT;\n"
+    "CREATE INDEX remediations_by_service ON remediations (service, created_at);\n"
+    "CREATE INDEX remediations_by_fingerprint ON remediations (fingerprint, finished_at);\n"
+    "CREATE INDEX remediations_by_incident ON remediations (incident_id, id);\n"
+    "\n"
+    "CREATE TABLE journal (\n"
+    "    id             INTEGER PRIMARY KEY,\n"
+    "    remediation_id INTEGER NOT NULL REFERENCES remediations (id) ON DELETE CASCADE,\n"
+    "    step           INTEGER NOT NULL,\n"
+    "    action         TEXT NOT NULL,\n"
+    "    phase          TEXT NOT NULL CONSTRAINT journal_phase_valid\n"
+    "                       CHECK (phase IN ('intent', 'result')),\n"
+    "    idem_key       TEXT NOT NULL,\n"
+    "    at             INTEGER NOT NULL,\n"
+    "    ok             INTEGER CONSTRAINT journal_ok_bool CHECK (ok IN (0, 1)),\n"
+    "    detail         TEXT NOT NULL DEFAULT '{}' CONSTRAINT journal_detail_json\n"
+    "                       CHECK (json_valid(detail)),\n"
+    "    UNIQUE (idem_key, phase)\n"
+    ") STRICT;\n"
+    "CREATE INDEX journal_by_remediation ON journal (remediation_id, id);\n";
+
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},
     {2, "incidents, incident notes, templates, log positions", migration_2},
     {3, "knowledge base: documents, signatures, full-text index, outcomes", migration_3},
     {4, "plans", migration_4},
     {5, "audit chain", migration_5},
+    {6, "remediations, journal", migration_6},
 };
 
 const struct asr_store_migration *asr_store_migrations(size_t *n)

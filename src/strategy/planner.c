@@ -27,6 +27,8 @@ struct asr_planner {
     struct job *head, *tail;       /* waiting */
     size_t waiting, in_flight;
     int quiet; /* > 0 while the worker is being destroyed: do not start questions */
+    void (*on_plan)(void *data, int64_t plan_id, int64_t incident_id);
+    void *on_plan_data;
 };
 
 static struct asr_plan_ctx ctx_of(const struct asr_planner *p, const char *service)
@@ -51,6 +53,8 @@ static void store(struct asr_planner *p, struct job *j)
         j->plan.playbook != NULL ? j->plan.playbook : "", j->plan.confidence,
         json_array_size(j->plan.steps), first != NULL ? first : "-",
         j->plan.requires_approval ? " approval=required" : "", (long long)id);
+    if (p->on_plan != NULL)
+        p->on_plan(p->on_plan_data, id, j->inc.id);
 }
 
 static void job_free(struct job *j)
@@ -135,6 +139,13 @@ int asr_planner_create(uv_loop_t *loop, struct asr_store *st, const struct asr_c
     p->cfg = cfg;
     *out = p;
     return 0;
+}
+
+void asr_planner_on_plan(struct asr_planner *p,
+                         void (*cb)(void *data, int64_t plan_id, int64_t incident_id), void *data)
+{
+    p->on_plan = cb;
+    p->on_plan_data = data;
 }
 
 void asr_planner_set_config(struct asr_planner *p, const struct asr_config *cfg)

@@ -35,6 +35,9 @@ int asr_planner_create(uv_loop_t *loop, struct asr_store *st, const struct asr_c
 /* A new config (after a reload). The worker makes a new client when the llm section differs
  * (questions then in flight end as cancelled, and their plans escalate, saying so). */
 void asr_planner_set_config(struct asr_planner *p, const struct asr_config *cfg);
+/* Called after each plan is stored (the executor takes it from there). */
+void asr_planner_on_plan(struct asr_planner *p,
+                         void (*cb)(void *data, int64_t plan_id, int64_t incident_id), void *data);
 /* Plans the incident with this id (read back from the store). Errors are logged. */
 void asr_planner_incident(struct asr_planner *p, int64_t incident_id);
 /* Questions in flight and waiting (for status and tests). */

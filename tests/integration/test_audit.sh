@@ -19,7 +19,7 @@ wait_for "plan.made row" 5 db_is "select count(*) from audit where kind='plan.ma
 "$ASR_BIN" plan "$id" --outcome verified -c "$CFG" --state-dir "$STATE" >/dev/null || fail "outcome"
 "$ASR_BIN" incident resolve "$id" --reason "fixed by the playbook" --state-dir "$STATE" >/dev/null ||
     fail "resolve"
-expect_eq "audit kinds" "plan.made,plan.outcome,incident.resolved" \
+expect_eq "audit kinds" "plan.made,remediation.decided,plan.outcome,incident.resolved" \
     "$(db "select group_concat(kind) from (select kind from audit order by seq)")"
 n=$(db "select count(*) from audit")
 head=$(db "select hash from audit order by seq desc limit 1")

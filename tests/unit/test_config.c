@@ -260,6 +260,7 @@ static void test_full_fixture(void **state)
     assert_int_equal(s->policy.budget_per_ms, 30 * 60000);
     assert_int_equal(s->policy.cooldown_ms, 90000);
     assert_false(s->policy.llm_approval);
+    assert_true(s->policy.shadow);
     assert_int_equal(s->restart.backoff_initial_ms, 50);
     assert_int_equal(s->restart.backoff_max_ms, 5000);
     assert_int_equal(s->restart.stable_ms, 2000);
@@ -270,6 +271,7 @@ static void test_full_fixture(void **state)
     assert_int_equal(s->deploy.healthy_timeout_ms, 8000);
     assert_int_equal(s->deploy.drain_timeout_ms, 3000);
     assert_int_equal(s->deploy.stop_grace_ms, 2000);
+    assert_int_equal(s->deploy.verify_window_ms, 1500);
 
     s = asr_config_service(cfg, "api-2");
     assert_ptr_equal(s, &cfg->services[1]);
@@ -322,6 +324,7 @@ static void test_defaults(void **state)
     assert_int_equal(s->policy.budget_per_ms, 3600000);
     assert_int_equal(s->policy.cooldown_ms, 600000);
     assert_true(s->policy.llm_approval);
+    assert_false(s->policy.shadow);
     assert_int_equal(s->restart.backoff_initial_ms, 100);
     assert_int_equal(s->restart.backoff_max_ms, 30000);
     assert_int_equal(s->restart.stable_ms, 1000);
@@ -332,6 +335,7 @@ static void test_defaults(void **state)
     assert_int_equal(s->deploy.healthy_timeout_ms, 10000);
     assert_int_equal(s->deploy.drain_timeout_ms, 10000);
     assert_int_equal(s->deploy.stop_grace_ms, 5000);
+    assert_int_equal(s->deploy.verify_window_ms, 3000);
     assert_int_equal(s->line, 2);
     asr_config_free(cfg);
 }

@@ -1,0 +1,75 @@
+/*
+ * remediation.h - remediations and their journal in asr.db (EXECUTE stage, docs/execution.md).
+ *
+ * A remediation is one attempt to carry out one stored plan (plan.h): at most one per plan, so a
+ * plan is never carried out twice. Its journal holds, for every step, an intent row written
+ * before the step acts and a result row written after, each with an idempotency key
+ * ("rem:<id>:step:<n>"). After a crash, a step with an intent and no result is the one that was
+ * interrupted: the executor finds it there and decides from it, instead of acting twice.
+ */
+#ifndef ASR_REMEDIATION_H
+#define ASR_REMEDIATION_H
+
+#include "asr/error.h"
+#include "asr/store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* States. awaiting_approval and running are "in flight"; the others are final. */
+#define ASR_REM_AWAITING "awaiting_approval"
+#define ASR_REM_RUNNING "running"
+#define ASR_REM_SUCCEEDED "succeeded"
+#define ASR_REM_FAILED "failed"
+#define ASR_REM_ESCALATED "escalated"
+#define ASR_REM_REJECTED "rejected"
+#define ASR_REM_SHADOWED "shadowed"
+#define ASR_REM_REFUSED "refused"
+
+struct asr_remediation {
+    int64_t id, plan_id, incident_id;
+    char *service, *fingerprint, *state, *reason, *approved_by;
+    int64_t created_at, started_at, finished_at; /* wall ms; 0 when not yet */
+};
+
+/* Creates the remediation of a plan in state (with reason, may be NULL), or, if the plan already
+ * has one, leaves it as it is. *out gets the row either way; *created says which. */
+int asr_remediation_open(struct asr_store *st, int64_t plan_id, int64_t incident_id,
+                         const char *service, const char *fingerprint, const char *state,
+                         const char *reason, struct asr_remediation *out, bool *created,
+                         struct asr_err *err);
+/* Moves a remediation to state, with reason (may be NULL) and who approved it (may be NULL).
+ * Only an in-flight remediation moves: ASR_EINVAL (err says its state) otherwise. Entering
+ * running sets started_at; a final state sets finished_at. */
+int asr_remediation_set(struct asr_store *st, int64_t id, const char *state, const char *reason,
+                        const char *approved_by, struct asr_err *err);
+int asr_remediation_get(struct asr_store *st, int64_t id, struct asr_remediation *out,
+                        struct asr_err *err);
+/* The latest remediation of an incident; ASR_ENOENT when there is none. */
+int asr_remediation_of_incident(struct asr_store *st, int64_t incident_id,
+                                struct asr_remediation *out, struct asr_err *err);
+/* In-flight remediations (awaiting approval or running), oldest first, for a restart. */
+int asr_remediation_in_flight_all(struct asr_store *st, struct asr_remediation **out, size_t *n,
+                                  struct asr_err *err);
+void asr_remediation_free(struct asr_remediation *r);
+void asr_remediations_free(struct asr_remediation *v, size_t n);
+
+/* What the policy gate counts. */
+struct asr_remediation_counts {
+    int64_t in_flight;     /* the service's remediations awaiting approval or running */
+    int64_t acted;         /* the service's remediations that ran, created since `since` */
+    int64_t last_finished; /* when the fingerprint's last remediation that ran finished, 0 */
+};
+int asr_remediation_counts(struct asr_store *st, const char *service, const char *fingerprint,
+                           int64_t since, struct asr_remediation_counts *out, struct asr_err *err);
+
+/* The journal. phase is "intent" or "result"; ok is ignored for an intent. detail is JSON text
+ * (NULL: {}). Writing the same (key, phase) twice is refused with ASR_EINVAL, never repeated. */
+int asr_journal_write(struct asr_store *st, int64_t remediation_id, int step, const char *action,
+                      const char *phase, const char *key, bool ok, const char *detail,
+                      struct asr_err *err);
+/* Whether (key, phase) is in the journal; *ok gets the result's ok. */
+int asr_journal_has(struct asr_store *st, const char *key, const char *phase, bool *found, bool *ok,
+                    struct asr_err *err);
+
+#endif

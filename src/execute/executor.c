@@ -1,0 +1,539 @@
+/*
+ * executor.c - carrying out plans (see executor.h).
+ */
+#include "execute/executor.h"
+
+#include "asr/incident.h"
+#include "asr/log.h"
+#include "asr/remediation.h"
+#include "asr/timeutil.h"
+#include "execute/policy.h"
+#include "recover/service.h"
+#include "strategy/plan.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct run {
+    struct asr_executor *ex; /* NULL once the executor is gone */
+    int64_t rem_id, plan_id, incident_id;
+    char service[64];
+    int window_ms; /* the service's deploy.verify_window_ms */
+    json_t *steps;
+    size_t step;         /* the step in progress */
+    int64_t step_end;    /* wall ms when the last step finished */
+    int64_t seen_before; /* the incident's last_seen when the step finished */
+    char key[64];
+    uv_timer_t timer; /* the verification window */
+    bool timer_init;
+    bool in_op; /* waiting for a service operation's callback */
+    struct run *next;
+};
+
+struct asr_executor {
+    struct asr_executor_env env;
+    struct run *runs;
+};
+
+static void run_step(struct run *r);
+
+/* ---- bookkeeping ------------------------------------------------------------------------------
+ */
+
+static void unlink_run(struct run *r)
+{
+    if (r->ex == NULL)
+        return;
+    for (struct run **pp = &r->ex->runs; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void run_free(struct run *r)
+{
+    unlink_run(r);
+    json_decref(r->steps);
+    if (r->timer_init) {
+        r->timer.data = r;
+        uv_close((uv_handle_t *)&r->timer, timer_closed_cb);
+    } else {
+        free(r);
+    }
+}
+
+static void journal(struct run *r, const char *phase, bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void journal(struct run *r, const char *phase, bool ok, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *d = json_pack("{s:s}", "detail", msg);
+    char *detail = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    const char *action =
+        json_string_value(json_object_get(json_array_get(r->steps, r->step), "action"));
+    struct asr_err err = {0};
+    if (asr_journal_write(r->ex->env.st, r->rem_id, (int)r->step + 1,
+                          action != NULL ? action : "verify", phase, r->key, ok, detail, &err) != 0)
+        asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
+    free(detail);
+}
+
+/* Ends a run: the remediation's final state, the lesson, the incident. */
+static void finish(struct run *r, const char *state, const char *reason)
+{
+    struct asr_executor *ex = r->ex;
+    struct asr_err err = {0};
+    if (asr_remediation_set(ex->env.st, r->rem_id, state, reason, NULL, &err) != 0)
+        asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
+    struct asr_incident inc = {0};
+    bool ok = strcmp(state, ASR_REM_SUCCEEDED) == 0;
+    if (asr_store_incident_get(ex->env.st, r->incident_id, &inc, &err) == 0) {
+        int64_t mttr = ok ? asr_time_wall_ms() - inc.first_seen : 0;
+        if (asr_plan_learn(ex->env.st, &inc, ok, mttr, &err) != 0)
+            asr_error("execute: incident %lld: learning: %s", (long long)r->incident_id, err.msg);
+        if (ok) {
+            char why[200];
+            snprintf(why, sizeof(why), "remediated by plan %lld (remediation %lld)",
+                     (long long)r->plan_id, (long long)r->rem_id);
+            if (ex->env.resolve(ex->env.data, r->incident_id, why, &err) != 0)
+                asr_error("execute: incident %lld: resolve: %s", (long long)r->incident_id,
+                          err.msg);
+            asr_info("incident %lld remediated: %s; MTTR %lld ms", (long long)r->incident_id,
+                     reason, (long long)mttr);
+        }
+    }
+    asr_incident_free(&inc);
+    if (!ok)
+        asr_warn("incident %lld escalated to a person: remediation %lld %s: %s",
+                 (long long)r->incident_id, (long long)r->rem_id, state, reason);
+    run_free(r);
+}
+
+/* ---- verification -----------------------------------------------------------------------------
+ */
+
+static bool service_healthy(struct asr_executor *ex, const char *name)
+{
+    struct asr_service *svc = ex->env.find(ex->env.data, name);
+    json_t *s = svc != NULL ? asr_service_status(svc) : NULL;
+    bool ok = s != NULL && json_is_string(json_object_get(s, "health")) &&
+              strcmp(json_string_value(json_object_get(s, "health")), "healthy") == 0;
+    json_decref(s);
+    return ok;
+}
+
+static void next_step(struct run *r, const char *why)
+{
+    (void)why;
+    r->step++;
+    run_step(r);
+}
+
+/* After the window: the fault is gone if the service is healthy and the incident saw no new
+ * fault line since the step ended. */
+static void verify_cb(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    if (r->ex == NULL)
+        return;
+    struct asr_incident inc = {0};
+    struct asr_err err = {0};
+    int64_t last = r->seen_before;
+    if (asr_store_incident_get(r->ex->env.st, r->incident_id, &inc, &err) == 0)
+        last = inc.last_seen;
+    asr_incident_free(&inc);
+    bool healthy = service_healthy(r->ex, r->service);
+    bool quiet = last <= r->seen_before;
+    int window = r->window_ms;
+    snprintf(r->key, sizeof(r->key), "rem:%lld:verify:%zu", (long long)r->rem_id, r->step + 1);
+    if (healthy && quiet) {
+        journal(r, "result", true, "fault gone: healthy, and no fault line for %d ms", window);
+        const char *a =
+            json_string_value(json_object_get(json_array_get(r->steps, r->step), "action"));
+        char why[200];
+        snprintf(why, sizeof(why), "step %zu (%s) removed the fault", r->step + 1,
+                 a != NULL ? a : "?");
+        finish(r, ASR_REM_SUCCEEDED, why);
+        return;
+    }
+    journal(r, "result", false, "fault not gone after %d ms: %s", window,
+            !healthy ? "the service is not healthy" : "the fault recurred");
+    next_step(r, "not verified");
+}
+
+static void verify(struct run *r)
+{
+    struct asr_incident inc = {0};
+    struct asr_err err = {0};
+    r->step_end = asr_time_wall_ms();
+    r->seen_before = r->step_end;
+    if (asr_store_incident_get(r->ex->env.st, r->incident_id, &inc, &err) == 0 &&
+        inc.last_seen > r->seen_before)
+        r->seen_before = inc.last_seen;
+    asr_incident_free(&inc);
+    snprintf(r->key, sizeof(r->key), "rem:%lld:verify:%zu", (long long)r->rem_id, r->step + 1);
+    journal(r, "intent", false, "watch for %d ms: health, and no new fault line", r->window_ms);
+    if (!r->timer_init) {
+        uv_timer_init(r->ex->env.loop, &r->timer);
+        r->timer_init = true;
+    }
+    r->timer.data = r;
+    uv_timer_start(&r->timer, verify_cb, (uint64_t)r->window_ms, 0);
+}
+
+/* ---- steps ------------------------------------------------------------------------------------
+ */
+
+static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
+{
+    (void)result;
+    struct run *r = data;
+    r->in_op = false;
+    if (r->ex == NULL) {
+        run_free(r);
+        return;
+    }
+    snprintf(r->key, sizeof(r->key), "rem:%lld:step:%zu", (long long)r->rem_id, r->step + 1);
+    journal(r, "result", rc == 0, "%s", msg != NULL ? msg : (rc == 0 ? "done" : "failed"));
+    if (rc != 0) {
+        next_step(r, msg);
+        return;
+    }
+    verify(r);
+}
+
+static void run_step(struct run *r)
+{
+    struct asr_executor *ex = r->ex;
+    if (r->step >= json_array_size(r->steps)) {
+        finish(r, ASR_REM_FAILED, "no step of the plan removed the fault");
+        return;
+    }
+    json_t *st = json_array_get(r->steps, r->step);
+    const char *action = json_string_value(json_object_get(st, "action"));
+    snprintf(r->key, sizeof(r->key), "rem:%lld:step:%zu", (long long)r->rem_id, r->step + 1);
+    if (action != NULL && strcmp(action, "escalate") == 0) {
+        const char *why = json_string_value(json_object_get(st, "reason"));
+        journal(r, "intent", false, "escalate");
+        journal(r, "result", true, "escalated: %s", why != NULL ? why : "the plan says so");
+        finish(r, ASR_REM_ESCALATED, why != NULL ? why : "the plan escalates");
+        return;
+    }
+    struct asr_service *svc = ex->env.find(ex->env.data, r->service);
+    struct asr_err err = {0};
+    int rc = ASR_EINVAL;
+    journal(r, "intent", false, "%s", action != NULL ? action : "?");
+    if (svc == NULL) {
+        asr_err_set(&err, ASR_ENOENT, "service %s is not running under asr", r->service);
+    } else if (strcmp(action, "restart") == 0 || strcmp(action, "deploy") == 0) {
+        /* restart: the active release again, in the other slot (blue/green, no rebuild). */
+        json_t *s = asr_service_status(svc);
+        const char *ref = strcmp(action, "deploy") == 0
+                              ? json_string_value(json_object_get(st, "ref"))
+                              : json_string_value(json_object_get(s, "commit"));
+        char copy[128];
+        snprintf(copy, sizeof(copy), "%s", ref != NULL ? ref : "");
+        json_decref(s);
+        rc = asr_service_deploy(svc, copy[0] != '\0' ? copy : NULL, "deploy", NULL, op_done_cb, r,
+                                &err);
+    } else if (strcmp(action, "rollback") == 0) {
+        rc = asr_service_rollback(svc, NULL, op_done_cb, r, &err);
+    } else {
+        asr_err_set(&err, ASR_EINVAL,
+                    "%s: carrying out this action is not built yet (issue 5); the next step "
+                    "follows",
+                    action != NULL ? action : "?");
+    }
+    if (rc != 0) {
+        journal(r, "result", false, "%s", err.msg);
+        asr_warn("execute: remediation %lld step %zu (%s): %s", (long long)r->rem_id, r->step + 1,
+                 action != NULL ? action : "?", err.msg);
+        next_step(r, err.msg);
+        return;
+    }
+    r->in_op = true;
+    asr_info("execute: remediation %lld of incident %lld: step %zu: %s", (long long)r->rem_id,
+             (long long)r->incident_id, r->step + 1, action);
+}
+
+static void start_run(struct asr_executor *ex, int64_t rem_id, int64_t plan_id, int64_t incident_id,
+                      const char *service, json_t *steps)
+{
+    struct run *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        asr_error("execute: remediation %lld: out of memory", (long long)rem_id);
+        return;
+    }
+    *r = (struct run){.ex = ex,
+                      .rem_id = rem_id,
+                      .plan_id = plan_id,
+                      .incident_id = incident_id,
+                      .steps = json_incref(steps),
+                      .next = ex->runs};
+    snprintf(r->service, sizeof(r->service), "%s", service);
+    const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, service);
+    r->window_ms = svc != NULL ? svc->deploy.verify_window_ms : 3000;
+    ex->runs = r;
+    run_step(r);
+}
+
+/* ---- the gate ----------------------------------------------------------------------------------
+ */
+
+static bool only_escalate(json_t *steps)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(steps, i, s)
+    {
+        const char *a = json_string_value(json_object_get(s, "action"));
+        if (a == NULL || strcmp(a, "escalate") != 0)
+            return false;
+    }
+    return true;
+}
+
+/* The first step the executor cannot carry out yet, or NULL. */
+static const char *unsupported(json_t *steps)
+{
+    static const char *const can[] = {"restart", "rollback", "deploy", "escalate", NULL};
+    size_t i;
+    json_t *s;
+    json_array_foreach(steps, i, s)
+    {
+        const char *a = json_string_value(json_object_get(s, "action"));
+        bool ok = false;
+        for (size_t k = 0; a != NULL && can[k] != NULL && !ok; k++)
+            ok = strcmp(a, can[k]) == 0;
+        if (!ok)
+            return a != NULL ? a : "?";
+    }
+    return NULL;
+}
+
+static const char *state_of(enum asr_gate g)
+{
+    switch (g) {
+    case ASR_GATE_RUN:
+        return ASR_REM_RUNNING;
+    case ASR_GATE_APPROVAL:
+        return ASR_REM_AWAITING;
+    case ASR_GATE_SHADOW:
+        return ASR_REM_SHADOWED;
+    case ASR_GATE_REFUSE:
+        return ASR_REM_REFUSED;
+    case ASR_GATE_ESCALATE:
+        return ASR_REM_ESCALATED;
+    }
+    return ASR_REM_REFUSED;
+}
+
+static void gate_input(struct asr_executor *ex, const struct asr_service_cfg *svc,
+                       const struct asr_incident *inc, json_t *plan, int64_t self,
+                       struct asr_gate_input *in)
+{
+    *in = (struct asr_gate_input){.svc = svc,
+                                  .fingerprint = inc->fingerprint,
+                                  .requires_approval =
+                                      json_is_true(json_object_get(plan, "requires_approval")),
+                                  .only_escalate = only_escalate(json_object_get(plan, "steps")),
+                                  .now = asr_time_wall_ms(),
+                                  .self_id = self};
+    ex->env.health(ex->env.data, &in->services, &in->unhealthy);
+}
+
+void asr_executor_plan(struct asr_executor *ex, int64_t plan_id, int64_t incident_id)
+{
+    struct asr_err err = {0};
+    struct asr_incident inc = {0};
+    json_t *plan = NULL;
+    if (asr_store_incident_get(ex->env.st, incident_id, &inc, &err) != 0 ||
+        asr_plan_latest(ex->env.st, incident_id, &plan, &err) != 0) {
+        asr_error("execute: incident %lld: %s", (long long)incident_id, err.msg);
+        goto out;
+    }
+    if (json_integer_value(json_object_get(plan, "id")) != plan_id)
+        goto out; /* a newer plan came meanwhile; it will be decided on its own */
+    const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, inc.service);
+    if (svc == NULL) {
+        asr_error("execute: incident %lld: service %s is not in the config", (long long)incident_id,
+                  inc.service);
+        goto out;
+    }
+    struct asr_gate_input in;
+    gate_input(ex, svc, &inc, plan, 0, &in);
+    enum asr_gate g;
+    char why[400];
+    if (asr_policy_gate(ex->env.st, &in, &g, why, sizeof(why), &err) != 0) {
+        asr_error("execute: incident %lld: %s", (long long)incident_id, err.msg);
+        goto out;
+    }
+    json_t *steps = json_object_get(plan, "steps");
+    const char *cannot = unsupported(steps);
+    if (cannot != NULL && (g == ASR_GATE_RUN || g == ASR_GATE_APPROVAL)) {
+        /* Never half a plan, and no lesson drawn from a plan that was not tried. */
+        g = ASR_GATE_REFUSE;
+        snprintf(why, sizeof(why),
+                 "the plan has a %s step, which asr does not carry out yet (issue 5): a person "
+                 "applies it, and reports the outcome with asr plan --outcome",
+                 cannot);
+    }
+    if (g == ASR_GATE_ESCALATE) {
+        const char *r = json_string_value(json_object_get(json_array_get(steps, 0), "reason"));
+        snprintf(why, sizeof(why), "%s", r != NULL ? r : "the plan escalates");
+    }
+    struct asr_remediation rem = {0};
+    bool created = false;
+    if (asr_remediation_open(ex->env.st, plan_id, incident_id, inc.service, inc.fingerprint,
+                             state_of(g), why[0] != '\0' ? why : NULL, &rem, &created, &err) != 0) {
+        asr_error("execute: incident %lld: %s", (long long)incident_id, err.msg);
+        goto out;
+    }
+    if (!created) { /* decided before (a restart): never twice */
+        asr_remediation_free(&rem);
+        goto out;
+    }
+    switch (g) {
+    case ASR_GATE_RUN:
+        start_run(ex, rem.id, plan_id, incident_id, inc.service, steps);
+        break;
+    case ASR_GATE_APPROVAL:
+        asr_warn("incident %lld: plan %lld awaits approval: asr approve %lld, or asr reject %lld",
+                 (long long)incident_id, (long long)plan_id, (long long)incident_id,
+                 (long long)incident_id);
+        break;
+    case ASR_GATE_SHADOW: {
+        char *s = json_dumps(steps, JSON_COMPACT);
+        asr_info("incident %lld: shadow mode: would carry out plan %lld: %s",
+                 (long long)incident_id, (long long)plan_id, s != NULL ? s : "?");
+        free(s);
+        break;
+    }
+    case ASR_GATE_REFUSE:
+    case ASR_GATE_ESCALATE:
+        asr_warn("incident %lld escalated to a person: %s", (long long)incident_id, why);
+        break;
+    }
+    asr_remediation_free(&rem);
+out:
+    json_decref(plan);
+    asr_incident_free(&inc);
+}
+
+int asr_executor_decide(struct asr_executor *ex, int64_t incident_id, bool approve, const char *who,
+                        struct asr_err *err)
+{
+    struct asr_remediation rem = {0};
+    int rc = asr_remediation_of_incident(ex->env.st, incident_id, &rem, err);
+    if (rc == ASR_ENOENT)
+        return asr_err_set(err, ASR_ENOENT, "incident %lld has no plan awaiting approval",
+                           (long long)incident_id);
+    if (rc != 0)
+        return rc;
+    if (strcmp(rem.state, ASR_REM_AWAITING) != 0) {
+        rc = asr_err_set(err, ASR_EINVAL, "the plan of incident %lld is not awaiting approval: %s",
+                         (long long)incident_id, rem.state);
+        asr_remediation_free(&rem);
+        return rc;
+    }
+    json_t *plan = NULL;
+    if (approve && (rc = asr_plan_latest(ex->env.st, incident_id, &plan, err)) != 0) {
+        asr_remediation_free(&rem);
+        return rc;
+    }
+    char reason[200];
+    snprintf(reason, sizeof(reason), "%s by %s", approve ? "approved" : "rejected",
+             who != NULL ? who : "an operator");
+    rc = asr_remediation_set(ex->env.st, rem.id, approve ? ASR_REM_RUNNING : ASR_REM_REJECTED,
+                             reason, who != NULL ? who : "operator", err);
+    if (rc == 0 && approve) {
+        asr_info("incident %lld: plan %lld %s", (long long)incident_id, (long long)rem.plan_id,
+                 reason);
+        start_run(ex, rem.id, rem.plan_id, incident_id, rem.service,
+                  json_object_get(plan, "steps"));
+    } else if (rc == 0) {
+        asr_warn("incident %lld escalated to a person: plan %lld %s", (long long)incident_id,
+                 (long long)rem.plan_id, reason);
+    }
+    json_decref(plan);
+    asr_remediation_free(&rem);
+    return rc;
+}
+
+void asr_executor_resume(struct asr_executor *ex)
+{
+    struct asr_remediation *v = NULL;
+    size_t n = 0;
+    struct asr_err err = {0};
+    if (asr_remediation_in_flight_all(ex->env.st, &v, &n, &err) != 0) {
+        asr_error("execute: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i].state, ASR_REM_RUNNING) != 0)
+            continue; /* awaiting approval: still waiting */
+        char why[300];
+        snprintf(why, sizeof(why),
+                 "asr stopped while this remediation was running; its interrupted step is not "
+                 "repeated (its effect is unknown): the service runs what asr restored at start");
+        if (asr_remediation_set(ex->env.st, v[i].id, ASR_REM_FAILED, why, NULL, &err) != 0) {
+            asr_error("execute: remediation %lld: %s", (long long)v[i].id, err.msg);
+            continue;
+        }
+        asr_warn("incident %lld escalated to a person: remediation %lld: %s",
+                 (long long)v[i].incident_id, (long long)v[i].id, why);
+    }
+    asr_remediations_free(v, n);
+}
+
+int asr_executor_create(const struct asr_executor_env *env, struct asr_executor **out,
+                        struct asr_err *err)
+{
+    struct asr_executor *ex = calloc(1, sizeof(*ex));
+    if (ex == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "execute: out of memory");
+    ex->env = *env;
+    *out = ex;
+    return 0;
+}
+
+void asr_executor_set_config(struct asr_executor *ex, const struct asr_config *cfg)
+{
+    ex->env.cfg = cfg;
+}
+
+void asr_executor_destroy(struct asr_executor *ex)
+{
+    if (ex == NULL)
+        return;
+    while (ex->runs != NULL) {
+        struct run *r = ex->runs;
+        ex->runs = r->next;
+        r->ex = NULL;
+        if (!r->in_op && r->timer_init) {
+            uv_timer_stop(&r->timer);
+            json_decref(r->steps);
+            r->steps = NULL;
+            r->timer.data = r;
+            uv_close((uv_handle_t *)&r->timer, timer_closed_cb);
+        } else if (!r->in_op) {
+            json_decref(r->steps);
+            free(r);
+        }
+        /* A run waiting on a service operation is freed by that operation's callback. */
+    }
+    free(ex);
+}
