@@ -356,7 +356,7 @@ static void test_joins_callers_transaction(void **state)
     struct asr_err err = {0};
     append_ok(f, "asr", "a", 0, 0, NULL);
     char before[128];
-    snprintf(before, sizeof(before), "%s", read_file(f->head));
+    snprintf(before, sizeof(before), "%.127s", read_file(f->head));
 
     /* Rolled back with the caller: no row, and the anchor never saw it. */
     assert_int_equal(asr_store_begin(f->st, "test", &err), 0);
@@ -384,7 +384,7 @@ static void test_anchor(void **state)
     struct fx *f = *state;
     build_log(f, 10);
     char line[128];
-    snprintf(line, sizeof(line), "%s", read_file(f->head));
+    snprintf(line, sizeof(line), "%.127s", read_file(f->head));
     assert_int_equal(strncmp(line, "10 ", 3), 0);
 
     /* An anchor that lags (asr stopped between a commit and its anchor) is not a failure. */
