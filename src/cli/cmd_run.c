@@ -745,7 +745,9 @@ int cmd_run(int argc, char **argv)
                                     .find = exec_find,
                                     .health = exec_health,
                                     .resolve = exec_resolve,
-                                    .data = &d};
+                                    .data = &d,
+                                    .git_exe = git_exe,
+                                    .state_dir = d.state_dir};
     if (asr_executor_create(&xenv, &d.executor, &err) != 0) {
         cli_error("run", "%s", err.msg);
         goto out_loop;

@@ -7,7 +7,9 @@
 #include "asr/log.h"
 #include "asr/remediation.h"
 #include "asr/timeutil.h"
+#include "execute/patch.h"
 #include "execute/policy.h"
+#include "recover/health.h"
 #include "recover/service.h"
 #include "strategy/plan.h"
 
@@ -28,7 +30,13 @@ struct run {
     char key[64];
     uv_timer_t timer; /* the verification window */
     bool timer_init;
-    bool in_op; /* waiting for a service operation's callback */
+    bool in_op;     /* waiting for a service operation's, asr-git's or a replay's callback */
+    json_t *verify; /* the plan's verify block (a request to replay), or NULL */
+    char *strategy, *title, *rationale; /* of the plan, for the commit message */
+    char commit[41]; /* the patch step's commit, until it is verified or reverted */
+    bool deployed;   /* ... and it was deployed (a failure then also rolls back) */
+    bool replay_ok;  /* the replay met the playbook's expectation */
+    char replay_why[200];
     struct run *next;
 };
 
@@ -62,6 +70,10 @@ static void run_free(struct run *r)
 {
     unlink_run(r);
     json_decref(r->steps);
+    json_decref(r->verify);
+    free(r->strategy);
+    free(r->title);
+    free(r->rationale);
     if (r->timer_init) {
         r->timer.data = r;
         uv_close((uv_handle_t *)&r->timer, timer_closed_cb);
@@ -135,9 +147,83 @@ static bool service_healthy(struct asr_executor *ex, const char *name)
     return ok;
 }
 
+static void undo_done(struct run *r);
+
+static void rollback_done_cb(int rc, const char *msg, json_t *result, void *data)
+{
+    (void)result;
+    struct run *r = data;
+    r->in_op = false;
+    if (r->ex == NULL) {
+        run_free(r);
+        return;
+    }
+    snprintf(r->key, sizeof(r->key), "rem:%lld:rollback:%zu", (long long)r->rem_id, r->step + 1);
+    journal(r, "result", rc == 0, "%s", msg != NULL ? msg : rc == 0 ? "rolled back" : "failed");
+    undo_done(r);
+}
+
+static void revert_done_cb(const struct asr_patch_result *res, void *data)
+{
+    struct run *r = data;
+    r->in_op = false;
+    if (r->ex == NULL) {
+        run_free(r);
+        return;
+    }
+    snprintf(r->key, sizeof(r->key), "rem:%lld:revert:%zu", (long long)r->rem_id, r->step + 1);
+    journal(r, "result", res->rc == 0, "%s%s",
+            res->rc == 0 ? "reverted by commit " : "revert failed: ",
+            res->rc == 0 ? res->sha : (res->error != NULL ? res->error : "?"));
+    r->commit[0] = '\0';
+    struct asr_service *svc = r->ex->env.find(r->ex->env.data, r->service);
+    if (r->deployed && svc != NULL) {
+        /* The service runs the patched release: back to the last good one. */
+        r->deployed = false;
+        snprintf(r->key, sizeof(r->key), "rem:%lld:rollback:%zu", (long long)r->rem_id,
+                 r->step + 1);
+        journal(r, "intent", false, "rollback from the failed patch's release");
+        struct asr_err err = {0};
+        if (asr_service_rollback(svc, NULL, rollback_done_cb, r, &err) == 0) {
+            r->in_op = true;
+            return;
+        }
+        journal(r, "result", false, "%s", err.msg);
+    }
+    undo_done(r);
+}
+
+/* A step did not remove the fault: undo what it left behind (a patch's commit is reverted with a
+ * new commit, and a deployed patch rolled back), then the next step. */
 static void next_step(struct run *r, const char *why)
 {
     (void)why;
+    if (r->commit[0] != '\0') {
+        struct asr_executor *ex = r->ex;
+        const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, r->service);
+        snprintf(r->key, sizeof(r->key), "rem:%lld:revert:%zu", (long long)r->rem_id, r->step + 1);
+        journal(r, "intent", false, "revert %s", r->commit);
+        struct asr_patch_revert_req rq = {.git_exe = ex->env.git_exe,
+                                          .state_dir = ex->env.state_dir,
+                                          .repo = svc != NULL ? svc->repo : NULL,
+                                          .incident = r->incident_id,
+                                          .commit = r->commit,
+                                          .reason = why,
+                                          .author_name = "asr",
+                                          .author_email = "asr@localhost"};
+        struct asr_err err = {0};
+        if (asr_patch_revert(ex->env.loop, &rq, revert_done_cb, r, NULL, &err) == 0) {
+            r->in_op = true;
+            return;
+        }
+        journal(r, "result", false, "revert could not start: %s", err.msg);
+        r->commit[0] = '\0';
+    }
+    undo_done(r);
+}
+
+static void undo_done(struct run *r)
+{
     r->step++;
     run_step(r);
 }
@@ -159,8 +245,10 @@ static void verify_cb(uv_timer_t *t)
     bool quiet = last <= r->seen_before;
     int window = r->window_ms;
     snprintf(r->key, sizeof(r->key), "rem:%lld:verify:%zu", (long long)r->rem_id, r->step + 1);
-    if (healthy && quiet) {
-        journal(r, "result", true, "fault gone: healthy, and no fault line for %d ms", window);
+    if (healthy && quiet && r->replay_ok) {
+        journal(r, "result", true, "fault gone: %s%shealthy, and no fault line for %d ms",
+                r->verify != NULL ? r->replay_why : "", r->verify != NULL ? "; " : "", window);
+        r->commit[0] = '\0'; /* the patch stays */
         const char *a =
             json_string_value(json_object_get(json_array_get(r->steps, r->step), "action"));
         char why[200];
@@ -170,8 +258,58 @@ static void verify_cb(uv_timer_t *t)
         return;
     }
     journal(r, "result", false, "fault not gone after %d ms: %s", window,
-            !healthy ? "the service is not healthy" : "the fault recurred");
-    next_step(r, "not verified");
+            !r->replay_ok ? r->replay_why
+            : !healthy    ? "the service is not healthy"
+                          : "the fault recurred");
+    next_step(r, !r->replay_ok ? r->replay_why : "the fault was not verified gone");
+}
+
+static void start_window(struct run *r)
+{
+    if (!r->timer_init) {
+        uv_timer_init(r->ex->env.loop, &r->timer);
+        r->timer_init = true;
+    }
+    r->timer.data = r;
+    uv_timer_start(&r->timer, verify_cb, (uint64_t)r->window_ms, 0);
+}
+
+/* The replay's answer against the playbook's expectation; then the window. */
+static void replay_cb(int status, const char *body, size_t len, const char *why, void *data)
+{
+    (void)len;
+    struct run *r = data;
+    r->in_op = false;
+    if (r->ex == NULL) {
+        run_free(r);
+        return;
+    }
+    json_t *req = json_object_get(r->verify, "request"),
+           *exp = json_object_get(r->verify, "expect");
+    int want = (int)json_integer_value(json_object_get(exp, "status"));
+    const char *has = json_string_value(json_object_get(exp, "body_contains"));
+    const char *not = json_string_value(json_object_get(exp, "body_not_contains"));
+    const char *m = json_string_value(json_object_get(req, "method"));
+    const char *path = json_string_value(json_object_get(req, "path"));
+    r->replay_ok = false;
+    if (status == 0)
+        snprintf(r->replay_why, sizeof(r->replay_why), "replay of %s %s: no answer (%s)", m, path,
+                 why != NULL ? why : "?");
+    else if (want != 0 && status != want)
+        snprintf(r->replay_why, sizeof(r->replay_why), "replay of %s %s: status %d, want %d", m,
+                 path, status, want);
+    else if (has != NULL && strstr(body, has) == NULL)
+        snprintf(r->replay_why, sizeof(r->replay_why), "replay of %s %s: body lacks \"%.60s\"", m,
+                 path, has);
+    else if (not != NULL && strstr(body, not ) != NULL)
+        snprintf(r->replay_why, sizeof(r->replay_why), "replay of %s %s: body has \"%.60s\"", m,
+                 path, not );
+    else {
+        r->replay_ok = true;
+        snprintf(r->replay_why, sizeof(r->replay_why), "replay of %s %s gave %d as expected", m,
+                 path, status);
+    }
+    start_window(r);
 }
 
 static void verify(struct run *r)
@@ -185,17 +323,42 @@ static void verify(struct run *r)
         r->seen_before = inc.last_seen;
     asr_incident_free(&inc);
     snprintf(r->key, sizeof(r->key), "rem:%lld:verify:%zu", (long long)r->rem_id, r->step + 1);
-    journal(r, "intent", false, "watch for %d ms: health, and no new fault line", r->window_ms);
-    if (!r->timer_init) {
-        uv_timer_init(r->ex->env.loop, &r->timer);
-        r->timer_init = true;
+    const struct asr_service_cfg *svc = asr_config_service(r->ex->env.cfg, r->service);
+    json_t *req = json_object_get(r->verify, "request");
+    r->replay_ok = true;
+    r->replay_why[0] = '\0';
+    if (req == NULL || svc == NULL) {
+        journal(r, "intent", false, "watch for %d ms: health, and no new fault line", r->window_ms);
+        start_window(r);
+        return;
     }
-    r->timer.data = r;
-    uv_timer_start(&r->timer, verify_cb, (uint64_t)r->window_ms, 0);
+    /* Replay the fault through the proxy, marked so its log lines never open an incident. */
+    const char *method = json_string_value(json_object_get(req, "method"));
+    const char *path = json_string_value(json_object_get(req, "path"));
+    const char *body = json_string_value(json_object_get(req, "body"));
+    char headers[2048] = "X-Asr-Verification: 1\r\n";
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(req, "headers"), k, v)
+    {
+        size_t l = strlen(headers);
+        snprintf(headers + l, sizeof(headers) - l, "%s: %s\r\n", k,
+                 json_is_string(v) ? json_string_value(v) : "");
+    }
+    int timeout = (int)json_integer_value(json_object_get(r->verify, "timeout_ms"));
+    journal(r, "intent", false, "replay %s %s, then watch for %d ms", method, path, r->window_ms);
+    struct asr_probe *pr = asr_request_start(
+        r->ex->env.loop, svc->listen_host, svc->listen_port, method != NULL ? method : "GET",
+        path != NULL ? path : "/", headers, body, body != NULL ? strlen(body) : 0, 64 * 1024,
+        timeout > 0 ? timeout : 10000, replay_cb, r);
+    if (pr == NULL) {
+        r->replay_ok = false;
+        snprintf(r->replay_why, sizeof(r->replay_why), "the replay could not be sent");
+        start_window(r);
+        return;
+    }
+    r->in_op = true;
 }
-
-/* ---- steps ------------------------------------------------------------------------------------
- */
 
 static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
 {
@@ -207,12 +370,86 @@ static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
         return;
     }
     snprintf(r->key, sizeof(r->key), "rem:%lld:step:%zu", (long long)r->rem_id, r->step + 1);
-    journal(r, "result", rc == 0, "%s", msg != NULL ? msg : (rc == 0 ? "done" : "failed"));
+    journal(r, "result", rc == 0, "%s%s%s", msg != NULL ? msg : (rc == 0 ? "done" : "failed"),
+            r->commit[0] != '\0' ? "; commit " : "", r->commit);
     if (rc != 0) {
-        next_step(r, msg);
+        next_step(r, msg != NULL ? msg : "the deployment failed");
         return;
     }
+    if (r->commit[0] != '\0')
+        r->deployed = true;
     verify(r);
+}
+
+/* The patch is committed on the incident's branch: deploy that commit (build, test, blue/green).
+ */
+static void patch_done_cb(const struct asr_patch_result *res, void *data)
+{
+    struct run *r = data;
+    r->in_op = false;
+    if (r->ex == NULL) {
+        run_free(r);
+        return;
+    }
+    snprintf(r->key, sizeof(r->key), "rem:%lld:step:%zu", (long long)r->rem_id, r->step + 1);
+    if (res->rc != 0) {
+        journal(r, "result", false, "commit refused: %s", res->error != NULL ? res->error : "?");
+        asr_warn("execute: remediation %lld: the patch was not committed: %s", (long long)r->rem_id,
+                 res->error != NULL ? res->error : "?");
+        next_step(r, res->error);
+        return;
+    }
+    snprintf(r->commit, sizeof(r->commit), "%s", res->sha);
+    asr_info("execute: remediation %lld: committed %.12s on asr/incident-%lld%s; deploying it",
+             (long long)r->rem_id, r->commit, (long long)r->incident_id,
+             res->existed ? " (already there)" : "");
+    struct asr_service *svc = r->ex->env.find(r->ex->env.data, r->service);
+    struct asr_err err = {0};
+    if (svc == NULL ||
+        asr_service_deploy(svc, r->commit, "deploy", NULL, op_done_cb, r, &err) != 0) {
+        journal(r, "result", false, "the commit %s could not be deployed: %s", r->commit,
+                svc == NULL ? "the service is not running" : err.msg);
+        next_step(r, "the deployment could not start");
+        return;
+    }
+    r->in_op = true;
+}
+
+/* Commits the step's edits on asr/incident-<id>, on the active release's commit. */
+static int start_patch(struct run *r, struct asr_service *svc, json_t *st, struct asr_err *err)
+{
+    struct asr_executor *ex = r->ex;
+    const struct asr_service_cfg *cfg = asr_config_service(ex->env.cfg, r->service);
+    json_t *status = asr_service_status(svc);
+    char base[41];
+    snprintf(base, sizeof(base), "%s",
+             json_is_string(json_object_get(status, "commit"))
+                 ? json_string_value(json_object_get(status, "commit"))
+                 : "");
+    json_decref(status);
+    if (cfg == NULL || strlen(base) != 40)
+        return asr_err_set(err, ASR_EINVAL, "patch: %s has no active release to patch", r->service);
+    const char *title = json_string_value(json_object_get(st, "message"));
+    char *msg = asr_patch_message(r->service, title != NULL ? title : r->title, r->rationale,
+                                  r->incident_id, r->plan_id, r->strategy);
+    if (msg == NULL)
+        return asr_err_set(err, ASR_EINVAL, "patch: no commit message for strategy %s",
+                           r->strategy != NULL ? r->strategy : "?");
+    const char *forbidden[] = {ex->env.cfg->path, NULL};
+    struct asr_patch_commit_req rq = {.git_exe = ex->env.git_exe,
+                                      .state_dir = ex->env.state_dir,
+                                      .repo = cfg->repo,
+                                      .base = base,
+                                      .incident = r->incident_id,
+                                      .patch_paths = cfg->policy.patch_paths,
+                                      .forbidden = (asr_argv)forbidden,
+                                      .edits = json_object_get(st, "edits"),
+                                      .message = msg,
+                                      .author_name = "asr",
+                                      .author_email = "asr@localhost"};
+    int rc = asr_patch_commit(ex->env.loop, &rq, patch_done_cb, r, NULL, err);
+    free(msg);
+    return rc;
 }
 
 static void run_step(struct run *r)
@@ -251,6 +488,8 @@ static void run_step(struct run *r)
                                 &err);
     } else if (strcmp(action, "rollback") == 0) {
         rc = asr_service_rollback(svc, NULL, op_done_cb, r, &err);
+    } else if (strcmp(action, "patch") == 0) {
+        rc = start_patch(r, svc, st, &err);
     } else {
         asr_err_set(&err, ASR_EINVAL,
                     "%s: carrying out this action is not built yet (issue 5); the next step "
@@ -270,8 +509,9 @@ static void run_step(struct run *r)
 }
 
 static void start_run(struct asr_executor *ex, int64_t rem_id, int64_t plan_id, int64_t incident_id,
-                      const char *service, json_t *steps)
+                      const char *service, json_t *plan)
 {
+    json_t *steps = json_object_get(plan, "steps");
     struct run *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         asr_error("execute: remediation %lld: out of memory", (long long)rem_id);
@@ -284,6 +524,17 @@ static void start_run(struct asr_executor *ex, int64_t rem_id, int64_t plan_id, 
                       .steps = json_incref(steps),
                       .next = ex->runs};
     snprintf(r->service, sizeof(r->service), "%s", service);
+    json_t *v = json_object_get(plan, "verify");
+    r->verify = json_is_object(v) ? json_incref(v) : NULL;
+    const char *strategy = json_string_value(json_object_get(plan, "strategy"));
+    const char *rationale = json_string_value(json_object_get(plan, "rationale"));
+    const char *pb = json_string_value(json_object_get(plan, "playbook"));
+    r->strategy = strdup(strategy != NULL ? strategy : "playbook");
+    r->rationale = rationale != NULL ? strdup(rationale) : NULL;
+    char title[160];
+    snprintf(title, sizeof(title), "remediate incident %lld%s%s", (long long)incident_id,
+             pb != NULL ? " with playbook " : "", pb != NULL ? pb : "");
+    r->title = strdup(title);
     const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, service);
     r->window_ms = svc != NULL ? svc->deploy.verify_window_ms : 3000;
     ex->runs = r;
@@ -309,7 +560,7 @@ static bool only_escalate(json_t *steps)
 /* The first step the executor cannot carry out yet, or NULL. */
 static const char *unsupported(json_t *steps)
 {
-    static const char *const can[] = {"restart", "rollback", "deploy", "escalate", NULL};
+    static const char *const can[] = {"restart", "rollback", "deploy", "patch", "escalate", NULL};
     size_t i;
     json_t *s;
     json_array_foreach(steps, i, s)
@@ -408,7 +659,7 @@ void asr_executor_plan(struct asr_executor *ex, int64_t plan_id, int64_t inciden
     }
     switch (g) {
     case ASR_GATE_RUN:
-        start_run(ex, rem.id, plan_id, incident_id, inc.service, steps);
+        start_run(ex, rem.id, plan_id, incident_id, inc.service, plan);
         break;
     case ASR_GATE_APPROVAL:
         asr_warn("incident %lld: plan %lld awaits approval: asr approve %lld, or asr reject %lld",
@@ -462,8 +713,7 @@ int asr_executor_decide(struct asr_executor *ex, int64_t incident_id, bool appro
     if (rc == 0 && approve) {
         asr_info("incident %lld: plan %lld %s", (long long)incident_id, (long long)rem.plan_id,
                  reason);
-        start_run(ex, rem.id, rem.plan_id, incident_id, rem.service,
-                  json_object_get(plan, "steps"));
+        start_run(ex, rem.id, rem.plan_id, incident_id, rem.service, plan);
     } else if (rc == 0) {
         asr_warn("incident %lld escalated to a person: plan %lld %s", (long long)incident_id,
                  (long long)rem.plan_id, reason);

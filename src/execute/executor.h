@@ -12,9 +12,14 @@
  * detector, so its cooldown starts.
  *
  * Actions carried out today: restart (a blue/green restart: the active release deployed again,
- * without a rebuild), rollback (to the last good release), deploy (a ref), escalate. patch and
- * notify are on the whitelist but not carried out yet: their step fails and says so, and the
- * ladder goes on to the next step.
+ * without a rebuild), rollback (to the last good release), deploy (a ref), patch (the edits
+ * committed on asr/incident-<id> by asr-git, on the active release's commit, then deployed:
+ * build, test, blue/green), escalate. notify is on the whitelist but not carried out yet: a plan
+ * with it is refused at the gate and escalated. Verification replays the playbook's request
+ * (with X-Asr-Verification: 1, through the proxy) when the plan has one, then watches health
+ * and the incident for the window. A patch that does not remove the fault (its build, tests,
+ * deployment or verification failed) is reverted with a new commit, and rolled back if it was
+ * deployed, before the next step.
  *
  * After a crash, a run found in flight with a step whose intent has no result is not repeated
  * (its effect is unknown): it ends failed, says which step was interrupted, and escalates.
@@ -44,6 +49,8 @@ struct asr_executor_env {
     /* Resolves an incident the way an operator would (the detector starts its cooldown). */
     int (*resolve)(void *data, int64_t incident_id, const char *reason, struct asr_err *err);
     void *data;
+    const char *git_exe;   /* the asr-git helper (patch commits and reverts) */
+    const char *state_dir; /* where asr-git's request files go */
 };
 
 struct asr_executor;

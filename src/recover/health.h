@@ -26,7 +26,21 @@ typedef void (*asr_probe_cb)(bool ok, int status, const char *why, uint64_t late
 struct asr_probe *asr_probe_start(uv_loop_t *loop, const char *host, int port, const char *path,
                                   int timeout_ms, const char *extra_headers, asr_probe_cb cb,
                                   void *data);
-/* Cancels a running probe: cb will not be called. */
+/* A request that wants its answer: status 0 (why says why) when there was none; body is the
+ * response body, at most body_cap bytes (NUL-terminated), valid during the call. */
+typedef void (*asr_request_cb)(int status, const char *body, size_t len, const char *why,
+                               void *data);
+/*
+ * Sends METHOD path with extra_headers ("Name: value\r\n"..., may be NULL) and body (may be
+ * NULL with body_len 0) to host:port, and calls cb once with the status and body, never from
+ * inside this call. Returns NULL when out of memory or host is not a numeric address. Cancel
+ * with asr_probe_cancel.
+ */
+struct asr_probe *asr_request_start(uv_loop_t *loop, const char *host, int port, const char *method,
+                                    const char *path, const char *extra_headers, const char *body,
+                                    size_t body_len, size_t body_cap, int timeout_ms,
+                                    asr_request_cb cb, void *data);
+/* Cancels a running probe or request: cb will not be called. */
 void asr_probe_cancel(struct asr_probe *p);
 
 #endif

@@ -4,6 +4,9 @@
 # failed ranks below the alternative, and the next plan for that fault follows the alternative.
 source "$(dirname "$0")/lib.sh"
 setup
+# This test is about planning, not carrying plans out: the executor only records (shadow mode).
+sed -i 's/^    policy: {patch_paths: \["src\/\*\*"\], /    policy: {shadow: true, patch_paths: ["src\/**"], /' "$CFG"
+grep -q "shadow: true" "$CFG" || fail "shadow mode not set"
 printf 'detection: {cooldown_ms: 1s}\n' >>"$CFG"
 # An alternative for the upstream fault, weaker on text than the demo's playbook for it.
 mkdir -p "$WORK/alt"

@@ -3,6 +3,9 @@
 # crash gets the crash-loop playbook, and an incident nothing fits is escalated to a person.
 source "$(dirname "$0")/lib.sh"
 setup
+# This test is about planning, not carrying plans out: the executor only records (shadow mode).
+sed -i 's/^    policy: {patch_paths: \["src\/\*\*"\], /    policy: {shadow: true, patch_paths: ["src\/**"], /' "$CFG"
+grep -q "shadow: true" "$CFG" || fail "shadow mode not set"
 start_daemon
 wait_for "shop healthy" 15 healthy "$SHOP_PORT"
 "$ASR_BIN" kb add "$ASR_SOURCE_DIR/demo/playbooks" --state-dir "$STATE" >/dev/null || fail "kb add"
