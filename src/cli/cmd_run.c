@@ -24,7 +24,9 @@
 #include "detect/tail.h"
 #include "recover/service.h"
 #include "execute/executor.h"
+#include "strategy/kb.h"
 #include "strategy/planner.h"
+#include "strategy/playbook.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -118,6 +120,36 @@ static void on_slot_exit(struct asr_service *svc, const char *slot, const char *
 }
 
 /* After each commit of a new incident: one log line, with the commit time for latency checks. */
+/* ---- playbooks --------------------------------------------------------------------------------
+ */
+
+/* Indexes the config's playbooks directory (if any) into the knowledge base, as `asr kb add`
+ * does. A directory with an invalid playbook indexes nothing and says which file and why: the
+ * knowledge base keeps what it had. */
+static void load_playbooks(struct daemon *d)
+{
+    if (d->cfg->playbooks == NULL)
+        return;
+    struct asr_err err = {0};
+    struct asr_playbook_set *set = NULL;
+    if (asr_playbook_load_dir(d->cfg->playbooks, &set, &err) != 0) {
+        asr_error("playbooks: %s; the knowledge base keeps what it had", err.msg);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        if (asr_kb_put_playbook(d->store, set->items[i], &err) != 0) {
+            asr_error("playbooks: %s: %s", set->items[i]->file, err.msg);
+            continue;
+        }
+        n++;
+    }
+    if (n > 0 && asr_kb_optimize(d->store, &err) != 0)
+        asr_warn("playbooks: %s", err.msg);
+    asr_info("playbooks: %zu of %zu indexed from %s", n, set->n, d->cfg->playbooks);
+    asr_playbook_set_free(set);
+}
+
 /* ---- the executor's view of the daemon ------------------------------------------------------- */
 
 static struct asr_service *find_service(struct daemon *d, const char *name);
@@ -604,6 +636,7 @@ static void reload(struct daemon *d)
         return;
     }
     asr_info("config reloaded from %s", d->cfg->path);
+    load_playbooks(d);
     asr_store_event_add(d->store, NULL, "daemon", "config.reloaded", d->cfg->path, NULL);
 }
 
@@ -753,6 +786,7 @@ int cmd_run(int argc, char **argv)
         goto out_loop;
     }
     asr_executor_resume(d.executor);
+    load_playbooks(&d);
     asr_planner_on_plan(d.planner, on_plan, &d);
     if ((d.det = new_detector(&d, d.cfg, &err)) == NULL) {
         cli_error("config", "%s", err.msg);

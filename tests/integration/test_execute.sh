@@ -22,10 +22,11 @@ reloaded_after() { [ "$(grep -c "config reloaded" "$WORK/daemon.log")" -gt "$1" 
 close() { "$ASR_BIN" incident resolve "$1" --state-dir "$STATE" >/dev/null || fail "resolve $1"; }
 policy 'approval: [restart], budget: {remediations: 2, per: 1h}, cooldown: 10m'
 "$ASR_BIN" config check -c "$CFG" >/dev/null || fail "config check: $("$ASR_BIN" config check -c "$CFG" 2>&1)"
-mkdir -p "$STATE"
-"$ASR_BIN" kb add "$ASR_SOURCE_DIR/demo/playbooks" --state-dir "$STATE" >/dev/null || fail "kb add"
+# The playbooks come from the config: the daemon indexes them at start (and at each reload).
+printf 'playbooks: %s\n' "$ASR_SOURCE_DIR/demo/playbooks" >>"$CFG"
 start_daemon
 wait_for "shop healthy" 20 healthy "$SHOP_PORT"
+grep -q "playbooks: 14 of 14 indexed from" "$WORK/daemon.log" || fail "playbooks not indexed at start"
 
 db_is() { [ "$(db "$1")" = "$2" ]; }
 rem() { db "select $2 from remediations where incident_id=$1 order by id desc limit 1"; }
