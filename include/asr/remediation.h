@@ -68,6 +68,19 @@ int asr_remediation_counts(struct asr_store *st, const char *service, const char
 int asr_journal_write(struct asr_store *st, int64_t remediation_id, int step, const char *action,
                       const char *phase, const char *key, bool ok, const char *detail,
                       struct asr_err *err);
+/* One journal row. */
+struct asr_journal_row {
+    int64_t at;
+    int step;
+    bool ok;       /* results only */
+    char phase[8]; /* "intent" | "result" */
+    char *action, *key, *detail;
+};
+/* A remediation's journal, in order. The caller frees with asr_journal_rows_free. */
+int asr_journal_list(struct asr_store *st, int64_t remediation_id, struct asr_journal_row **out,
+                     size_t *n, struct asr_err *err);
+void asr_journal_rows_free(struct asr_journal_row *v, size_t n);
+
 /* Whether (key, phase) is in the journal; *ok gets the result's ok. */
 int asr_journal_has(struct asr_store *st, const char *key, const char *phase, bool *found, bool *ok,
                     struct asr_err *err);

@@ -9,6 +9,7 @@
  */
 #include "api/control.h"
 #include "asr/incident.h"
+#include "asr/remediation.h"
 #include "asr/store.h"
 #include "asr/timeutil.h"
 #include "cli/cli.h"
@@ -119,6 +120,42 @@ static void print_lines(const char *label, const char *json_text)
     json_decref(a);
 }
 
+/* The remediation of the incident and its journal, with times from the first fault line, and
+ * the MTTR when it was remediated. */
+static void print_remediation(struct asr_store *st, const struct asr_incident *inc)
+{
+    struct asr_remediation rem = {0};
+    struct asr_err err = {0};
+    if (asr_remediation_of_incident(st, inc->id, &rem, &err) != 0)
+        return;
+    printf("remediation %lld (plan %lld): %s", (long long)rem.id, (long long)rem.plan_id,
+           rem.state);
+    if (rem.reason != NULL) {
+        printf(": ");
+        print_safe(rem.reason, 600);
+    }
+    putchar('\n');
+    struct asr_journal_row *j = NULL;
+    size_t n = 0;
+    if (asr_journal_list(st, rem.id, &j, &n, &err) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *d = json_loads(j[i].detail, 0, NULL);
+            const char *text = json_string_value(json_object_get(d, "detail"));
+            printf("  +%6lld ms  step %d %-9s %-6s %s ", (long long)(j[i].at - inc->first_seen),
+                   j[i].step, j[i].action, j[i].phase,
+                   strcmp(j[i].phase, "result") == 0 ? (j[i].ok ? "ok  " : "FAIL") : "    ");
+            print_safe(text != NULL ? text : "", 300);
+            putchar('\n');
+            json_decref(d);
+        }
+        asr_journal_rows_free(j, n);
+    }
+    if (strcmp(rem.state, ASR_REM_SUCCEEDED) == 0 && inc->resolved_at > 0)
+        printf("  MTTR %lld ms (first fault line to verified and resolved)\n",
+               (long long)(inc->resolved_at - inc->first_seen));
+    asr_remediation_free(&rem);
+}
+
 static int show(const struct cli_opts *o, int64_t id)
 {
     struct asr_store *st = cli_open_store(o, "incident");
@@ -186,6 +223,7 @@ static int show(const struct cli_opts *o, int64_t id)
             print_safe(notes[i].detail, 300);
             putchar('\n');
         }
+        print_remediation(st, &inc);
     }
     asr_incident_notes_free(notes, nn);
     asr_incident_free(&inc);

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,9 @@ static const char sql_journal[] =
     "INSERT INTO journal (remediation_id, step, action, phase, idem_key, at, ok, detail) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 static const char sql_journal_has[] = "SELECT ok FROM journal WHERE idem_key = ?1 AND phase = ?2";
+static const char sql_journal_list[] =
+    "SELECT at, step, coalesce(ok, 0), phase, action, idem_key, detail FROM journal "
+    "WHERE remediation_id = ?1 ORDER BY id";
 static const char sql_ids[] = "SELECT incident_id, plan_id FROM remediations WHERE id = ?1";
 
 /* The audit row of a change to remediation id, in the caller's transaction (asr/audit.h). */
@@ -329,4 +333,49 @@ int asr_journal_has(struct asr_store *st, const char *key, const char *phase, bo
     }
     asr_store_reset(s);
     return rc;
+}
+
+static int read_journal(sqlite3_stmt *s, void *row)
+{
+    struct asr_journal_row *j = row;
+    memset(j, 0, sizeof(*j));
+    j->at = sqlite3_column_int64(s, 0);
+    j->step = sqlite3_column_int(s, 1);
+    j->ok = sqlite3_column_int(s, 2) == 1;
+    const char *ph = (const char *)sqlite3_column_text(s, 3);
+    snprintf(j->phase, sizeof(j->phase), "%s", ph != NULL ? ph : "");
+    if (asr_store_col_dup(s, 4, &j->action) || asr_store_col_dup(s, 5, &j->key) ||
+        asr_store_col_dup(s, 6, &j->detail)) {
+        free(j->action);
+        free(j->key);
+        free(j->detail);
+        return ASR_ENOMEM;
+    }
+    return 0;
+}
+
+void asr_journal_rows_free(struct asr_journal_row *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].action);
+        free(v[i].key);
+        free(v[i].detail);
+    }
+    free(v);
+}
+
+static void free_journal(void *rows, size_t n)
+{
+    asr_journal_rows_free(rows, n);
+}
+
+int asr_journal_list(struct asr_store *st, int64_t remediation_id, struct asr_journal_row **out,
+                     size_t *n, struct asr_err *err)
+{
+    sqlite3_stmt *s = asr_store_prepare(st, sql_journal_list, "journal", err);
+    if (s == NULL)
+        return ASR_EDB;
+    sqlite3_bind_int64(s, 1, remediation_id);
+    return asr_store_collect(st, s, "journal", sizeof(struct asr_journal_row), read_journal,
+                             free_journal, (void **)out, n, err);
 }

@@ -36,6 +36,12 @@ expect_eq "operator's HEAD untouched" "$head_before" "$(git -C "$REPO" rev-parse
 expect_eq "operator's work tree untouched" "$status_before" "$(git -C "$REPO" status --porcelain)"
 git -C "$REPO" fsck --strict >/dev/null 2>&1 || fail "git fsck"
 grep -E "incident $id remediated: .*MTTR [0-9]+ ms" "$WORK/daemon.log" >/dev/null || fail "MTTR in the log"
+show=$("$ASR_BIN" incident show "$id" --state-dir "$STATE")
+echo "$show" | grep -qE "^remediation [0-9]+ \(plan [0-9]+\): succeeded" || fail "incident show: remediation: $show"
+echo "$show" | grep -qE "step 1 patch +result ok" || fail "incident show: the patch step: $show"
+echo "$show" | grep -qE "step 1 patch +result ok .*replay of POST /test-fault/db-timeout gave 200" || fail "incident show: the replay: $show"
+echo "$show" | grep -qE "^  MTTR [0-9]+ ms" || fail "incident show: MTTR: $show"
+echo "$show" | sed -n '/^remediation/,$p' >&2
 pass "patch-class fault fixed in $(grep -oE "incident $id remediated: .*MTTR [0-9]+ ms" "$WORK/daemon.log" | grep -oE "[0-9]+ ms$")"
 
 # A patch that does not compile: reverted, the service stays, the incident escalates.
