@@ -35,6 +35,7 @@ struct run {
     char *strategy, *title, *rationale; /* of the plan, for the commit message */
     char commit[41]; /* the patch step's commit, until it is verified or reverted */
     bool deployed;   /* ... and it was deployed (a failure then also rolls back) */
+    int64_t release; /* ... as this release */
     bool replay_ok;  /* the replay met the playbook's expectation */
     char replay_why[200];
     struct run *next;
@@ -257,10 +258,20 @@ static void verify_cb(uv_timer_t *t)
         finish(r, ASR_REM_SUCCEEDED, why);
         return;
     }
-    journal(r, "result", false, "fault not gone after %d ms: %s", window,
-            !r->replay_ok ? r->replay_why
-            : !healthy    ? "the service is not healthy"
-                          : "the fault recurred");
+    const char *why = !r->replay_ok ? r->replay_why
+                      : !healthy    ? "the service is not healthy"
+                                    : "the fault recurred";
+    journal(r, "result", false, "fault not gone after %d ms: %s", window, why);
+    if (r->deployed && r->release > 0) {
+        /* The cutover marked the patch's release good, but it did not remove the fault and its
+         * commit is reverted next: mark it bad, or the rollback below (or any later one, such as
+         * `asr rollback` or a plan's rollback step) could pick it as the newest good release. */
+        char bad[300];
+        snprintf(bad, sizeof(bad), "the patch did not remove the fault: %s", why);
+        if (asr_store_release_set_state(r->ex->env.st, r->release, ASR_RELEASE_BAD, bad, &err) != 0)
+            asr_error("execute: remediation %lld: release %lld: %s", (long long)r->rem_id,
+                      (long long)r->release, err.msg);
+    }
     next_step(r, !r->replay_ok ? r->replay_why : "the fault was not verified gone");
 }
 
@@ -362,7 +373,6 @@ static void verify(struct run *r)
 
 static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
 {
-    (void)result;
     struct run *r = data;
     r->in_op = false;
     if (r->ex == NULL) {
@@ -376,8 +386,10 @@ static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
         next_step(r, msg != NULL ? msg : "the deployment failed");
         return;
     }
-    if (r->commit[0] != '\0')
+    if (r->commit[0] != '\0') {
         r->deployed = true;
+        r->release = (int64_t)json_integer_value(json_object_get(result, "release"));
+    }
     verify(r);
 }
 
