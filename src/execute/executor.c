@@ -38,6 +38,7 @@ struct run {
     int64_t release; /* ... as this release */
     bool replay_ok;  /* the replay met the playbook's expectation */
     char replay_why[200];
+    char last_why[300]; /* why the last step did not remove the fault */
     struct run *next;
 };
 
@@ -198,7 +199,7 @@ static void revert_done_cb(const struct asr_patch_result *res, void *data)
  * new commit, and a deployed patch rolled back), then the next step. */
 static void next_step(struct run *r, const char *why)
 {
-    (void)why;
+    snprintf(r->last_why, sizeof(r->last_why), "%.290s", why != NULL ? why : "?");
     if (r->commit[0] != '\0') {
         struct asr_executor *ex = r->ex;
         const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, r->service);
@@ -217,8 +218,12 @@ static void next_step(struct run *r, const char *why)
             r->in_op = true;
             return;
         }
-        journal(r, "result", false, "revert could not start: %s", err.msg);
-        r->commit[0] = '\0';
+        /* Report it as the revert's result; a deployed patch is still rolled back there. */
+        char msg[300];
+        snprintf(msg, sizeof(msg), "could not start: %.270s", err.msg);
+        struct asr_patch_result res = {.rc = err.code != 0 ? err.code : ASR_ESPAWN, .error = msg};
+        revert_done_cb(&res, r);
+        return;
     }
     undo_done(r);
 }
@@ -468,7 +473,10 @@ static void run_step(struct run *r)
 {
     struct asr_executor *ex = r->ex;
     if (r->step >= json_array_size(r->steps)) {
-        finish(r, ASR_REM_FAILED, "no step of the plan removed the fault");
+        char why[400];
+        snprintf(why, sizeof(why), "no step of the plan removed the fault (last: %s)",
+                 r->last_why[0] != '\0' ? r->last_why : "?");
+        finish(r, ASR_REM_FAILED, why);
         return;
     }
     json_t *st = json_array_get(r->steps, r->step);
