@@ -21,6 +21,7 @@ build-asan: deps
 
 demo: build
 	@scripts/demo.sh
+	@scripts/demo-loop.sh
 
 test: test-plain test-asan
 
