@@ -48,6 +48,25 @@ struct asr_executor {
 };
 
 static void run_step(struct run *r);
+static void run_free(struct run *r);
+
+/* A callback's run: no longer waiting; NULL (and freed) when the executor is gone. */
+static struct run *back(void *data)
+{
+    struct run *r = data;
+    r->in_op = false;
+    if (r->ex == NULL) {
+        run_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The journal key of what the run does now: "rem:<id>:<what>:<step>". */
+static void set_key(struct run *r, const char *what)
+{
+    snprintf(r->key, sizeof(r->key), "rem:%lld:%s:%zu", (long long)r->rem_id, what, r->step + 1);
+}
 
 /* ---- bookkeeping ------------------------------------------------------------------------------
  */
@@ -154,26 +173,20 @@ static void undo_done(struct run *r);
 static void rollback_done_cb(int rc, const char *msg, json_t *result, void *data)
 {
     (void)result;
-    struct run *r = data;
-    r->in_op = false;
-    if (r->ex == NULL) {
-        run_free(r);
+    struct run *r = back(data);
+    if (r == NULL)
         return;
-    }
-    snprintf(r->key, sizeof(r->key), "rem:%lld:rollback:%zu", (long long)r->rem_id, r->step + 1);
+    set_key(r, "rollback");
     journal(r, "result", rc == 0, "%s", msg != NULL ? msg : rc == 0 ? "rolled back" : "failed");
     undo_done(r);
 }
 
 static void revert_done_cb(const struct asr_patch_result *res, void *data)
 {
-    struct run *r = data;
-    r->in_op = false;
-    if (r->ex == NULL) {
-        run_free(r);
+    struct run *r = back(data);
+    if (r == NULL)
         return;
-    }
-    snprintf(r->key, sizeof(r->key), "rem:%lld:revert:%zu", (long long)r->rem_id, r->step + 1);
+    set_key(r, "revert");
     journal(r, "result", res->rc == 0, "%s%s",
             res->rc == 0 ? "reverted by commit " : "revert failed: ",
             res->rc == 0 ? res->sha : (res->error != NULL ? res->error : "?"));
@@ -182,8 +195,7 @@ static void revert_done_cb(const struct asr_patch_result *res, void *data)
     if (r->deployed && svc != NULL) {
         /* The service runs the patched release: back to the last good one. */
         r->deployed = false;
-        snprintf(r->key, sizeof(r->key), "rem:%lld:rollback:%zu", (long long)r->rem_id,
-                 r->step + 1);
+        set_key(r, "rollback");
         journal(r, "intent", false, "rollback from the failed patch's release");
         struct asr_err err = {0};
         if (asr_service_rollback(svc, NULL, rollback_done_cb, r, &err) == 0) {
@@ -203,7 +215,7 @@ static void next_step(struct run *r, const char *why)
     if (r->commit[0] != '\0') {
         struct asr_executor *ex = r->ex;
         const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, r->service);
-        snprintf(r->key, sizeof(r->key), "rem:%lld:revert:%zu", (long long)r->rem_id, r->step + 1);
+        set_key(r, "revert");
         journal(r, "intent", false, "revert %s", r->commit);
         struct asr_patch_revert_req rq = {.git_exe = ex->env.git_exe,
                                           .state_dir = ex->env.state_dir,
@@ -250,7 +262,7 @@ static void verify_cb(uv_timer_t *t)
     bool healthy = service_healthy(r->ex, r->service);
     bool quiet = last <= r->seen_before;
     int window = r->window_ms;
-    snprintf(r->key, sizeof(r->key), "rem:%lld:verify:%zu", (long long)r->rem_id, r->step + 1);
+    set_key(r, "verify");
     if (healthy && quiet && r->replay_ok) {
         journal(r, "result", true, "fault gone: %s%shealthy, and no fault line for %d ms",
                 r->verify != NULL ? r->replay_why : "", r->verify != NULL ? "; " : "", window);
@@ -294,12 +306,9 @@ static void start_window(struct run *r)
 static void replay_cb(int status, const char *body, size_t len, const char *why, void *data)
 {
     (void)len;
-    struct run *r = data;
-    r->in_op = false;
-    if (r->ex == NULL) {
-        run_free(r);
+    struct run *r = back(data);
+    if (r == NULL)
         return;
-    }
     json_t *req = json_object_get(r->verify, "request"),
            *exp = json_object_get(r->verify, "expect");
     int want = (int)json_integer_value(json_object_get(exp, "status"));
@@ -338,7 +347,7 @@ static void verify(struct run *r)
         inc.last_seen > r->seen_before)
         r->seen_before = inc.last_seen;
     asr_incident_free(&inc);
-    snprintf(r->key, sizeof(r->key), "rem:%lld:verify:%zu", (long long)r->rem_id, r->step + 1);
+    set_key(r, "verify");
     const struct asr_service_cfg *svc = asr_config_service(r->ex->env.cfg, r->service);
     json_t *req = json_object_get(r->verify, "request");
     r->replay_ok = true;
@@ -378,13 +387,10 @@ static void verify(struct run *r)
 
 static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
 {
-    struct run *r = data;
-    r->in_op = false;
-    if (r->ex == NULL) {
-        run_free(r);
+    struct run *r = back(data);
+    if (r == NULL)
         return;
-    }
-    snprintf(r->key, sizeof(r->key), "rem:%lld:step:%zu", (long long)r->rem_id, r->step + 1);
+    set_key(r, "step");
     journal(r, "result", rc == 0, "%s%s%s", msg != NULL ? msg : (rc == 0 ? "done" : "failed"),
             r->commit[0] != '\0' ? "; commit " : "", r->commit);
     if (rc != 0) {
@@ -402,13 +408,10 @@ static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
  */
 static void patch_done_cb(const struct asr_patch_result *res, void *data)
 {
-    struct run *r = data;
-    r->in_op = false;
-    if (r->ex == NULL) {
-        run_free(r);
+    struct run *r = back(data);
+    if (r == NULL)
         return;
-    }
-    snprintf(r->key, sizeof(r->key), "rem:%lld:step:%zu", (long long)r->rem_id, r->step + 1);
+    set_key(r, "step");
     if (res->rc != 0) {
         journal(r, "result", false, "commit refused: %s", res->error != NULL ? res->error : "?");
         asr_warn("execute: remediation %lld: the patch was not committed: %s", (long long)r->rem_id,
@@ -481,7 +484,7 @@ static void run_step(struct run *r)
     }
     json_t *st = json_array_get(r->steps, r->step);
     const char *action = json_string_value(json_object_get(st, "action"));
-    snprintf(r->key, sizeof(r->key), "rem:%lld:step:%zu", (long long)r->rem_id, r->step + 1);
+    set_key(r, "step");
     if (action != NULL && strcmp(action, "escalate") == 0) {
         const char *why = json_string_value(json_object_get(st, "reason"));
         journal(r, "intent", false, "escalate");
