@@ -3,6 +3,7 @@
  */
 #include "execute/executor.h"
 
+#include "asr/buf.h"
 #include "asr/incident.h"
 #include "asr/log.h"
 #include "asr/remediation.h"
@@ -12,6 +13,7 @@
 #include "recover/health.h"
 #include "recover/service.h"
 #include "strategy/plan.h"
+#include "strategy/redact.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -450,8 +452,24 @@ static int start_patch(struct run *r, struct asr_service *svc, json_t *st, struc
     if (cfg == NULL || strlen(base) != 40)
         return asr_err_set(err, ASR_EINVAL, "patch: %s has no active release to patch", r->service);
     const char *title = json_string_value(json_object_get(st, "message"));
-    char *msg = asr_patch_message(r->service, title != NULL ? title : r->title, r->rationale,
-                                  r->incident_id, r->plan_id, r->strategy);
+    /* A commit can be pushed: its words pass the redactor like everything that may leave the
+     * host (the rationale can quote a model's answer). */
+    struct asr_buf t = {0}, why = {0};
+    asr_buf_init(&t, 4096);
+    asr_buf_init(&why, 8192);
+    const char *tt = title != NULL ? title : r->title;
+    if (asr_redact(tt, strlen(tt), &t, NULL) == ASR_ENOMEM ||
+        (r->rationale != NULL &&
+         asr_redact(r->rationale, strlen(r->rationale), &why, NULL) == ASR_ENOMEM)) {
+        asr_buf_free(&t);
+        asr_buf_free(&why);
+        return asr_err_set(err, ASR_ENOMEM, "patch: out of memory");
+    }
+    char *msg = asr_patch_message(r->service, asr_buf_cstr(&t),
+                                  r->rationale != NULL ? asr_buf_cstr(&why) : NULL, r->incident_id,
+                                  r->plan_id, r->strategy);
+    asr_buf_free(&t);
+    asr_buf_free(&why);
     if (msg == NULL)
         return asr_err_set(err, ASR_EINVAL, "patch: no commit message for strategy %s",
                            r->strategy != NULL ? r->strategy : "?");
