@@ -5,15 +5,11 @@
  * only ever see a struct asr_playbook that passed every check here, including the action
  * whitelist, so a playbook cannot make asr do anything a plan could not.
  *
- * The approach is config.c's, on a smaller schema:
- *  1. A pre-scan over libyaml's event stream refuses anchors and aliases (a few lines of them can
- *     expand into billions of nodes), more than one document, nesting deeper than PB_MAX_DEPTH
- *     and more than PB_MAX_NODES nodes. Syntax errors surface here with libyaml's text and line.
- *  2. yaml_parser_load() builds the node tree, so every node knows its line.
- *  3. The tree is walked with schema tables {key, handler, required, offset, cap}: walk_map()
- *     refuses unknown and duplicate keys and reports missing required ones; a handler converts
- *     and checks one value. A step's keys other than `action` become a JSON object that
- *     asr_action_check() validates, exactly as it validates a plan's steps.
+ * The YAML is read as the config is, by asr/yamlschema.h: a pre-scan refuses anchors and aliases,
+ * more than one document, nesting deeper than PB_MAX_DEPTH and more than PB_MAX_NODES nodes; then
+ * the node tree is walked with this file's schema tables {key, handler, required, offset, arg,
+ * min, cap}. A step's keys other than `action` become a JSON object that asr_action_check()
+ * validates, exactly as it validates a plan's steps.
  *
  * Every error is one line "NAME:LINE: KEY.PATH: REASON" (values are shown escaped and cut, so
  * the message never spans lines whatever the input holds).
@@ -21,13 +17,13 @@
 #include "strategy/playbook.h"
 
 #include "asr/buf.h"
+#include "asr/yamlschema.h"
 #include "execute/actions.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +36,6 @@
 /* Caps on hostile or mistaken input. A real playbook is a few kilobytes and under 200 nodes. */
 #define PB_MAX_DEPTH 16
 #define PB_MAX_NODES 20000
-#define PB_MAX_FIELDS 8    /* most keys of one schema table (size of walk_map's seen[]) */
 #define PB_TITLE_CAP 200   /* bytes of a title */
 #define PB_MATCH_CAP 4096  /* bytes of match.template, match.text and the body checks */
 #define PB_PATH_CAP 2048   /* bytes of the verify request path */
@@ -49,68 +44,10 @@
 #define PB_ARG_KEY_CAP 64 /* bytes of an argument name */
 #define PB_MAX_TIMEOUT 600000
 #define PB_MAX_VERSION 1000000
-#define PB_SHOW_CAP 168 /* room for an escaped 40-byte excerpt of a value (see show()) */
-
-struct ctx {
-    const char *name; /* file name for messages */
-    const char *text; /* the input, to turn reader-error offsets into lines */
-    size_t len;
-    yaml_document_t *doc;
-    struct asr_err *err;
-    struct asr_playbook *pb;
-    size_t visits, max_visits; /* node visits; the walk visits each node at most once */
-    int body_line;             /* line of verify.request.body, 0 when absent */
-    size_t plen;
-    char path[256]; /* dotted path of the key being handled, e.g. steps[1].edits */
-};
-
-struct field;
-typedef int (*set_cb)(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj);
-
-struct field {
-    const char *key;
-    set_cb set;
-    bool required;
-    size_t off;
-    size_t cap;      /* most bytes of a string, or the largest integer */
-    const void *arg; /* handler-specific: sub-schema, least integer */
-    int min;
-};
-
-struct schema {
-    const struct field *fields;
-    size_t nfields;
-    int (*done)(struct ctx *c, yaml_node_t *map, void *obj);
-};
-
-#define AT(obj, f, type) ((type *)(void *)((char *)(obj) + (f)->off))
-#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------------------------------------
  * Messages
  */
-
-/* The len bytes at s as a one-line excerpt: control bytes and quotes become \xNN, and past
- * (cap - 8) / 4 bytes the rest becomes "...". */
-static const char *show(const char *s, size_t len, char *buf, size_t cap)
-{
-    size_t w = 0, i, max = (cap - 8) / 4;
-    for (i = 0; i < len && i < max && w + 5 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f || ch == '\'') {
-            snprintf(buf + w, cap - w, "\\x%02x", ch);
-            w += 4;
-        } else {
-            buf[w++] = (char)ch;
-        }
-    }
-    if (i < len && w + 4 < cap) {
-        memcpy(buf + w, "...", 3);
-        w += 3;
-    }
-    buf[w] = '\0';
-    return buf;
-}
 
 /* Copies a message from another module with its control bytes escaped: the validators quote
  * argument values as they are, and a value may hold a newline. */
@@ -130,140 +67,9 @@ static const char *one_line(const char *s, char *buf, size_t cap)
     return buf;
 }
 
-static int line_of(const yaml_node_t *n)
-{
-    return (int)n->start_mark.line + 1;
-}
-
-/* A plain empty, "~" or "null" scalar: YAML's null, which no key of the schema accepts. */
-static bool is_null(const yaml_node_t *n)
-{
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    const char *s = (const char *)n->data.scalar.value;
-    return n->data.scalar.length == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
-}
-
-/* What a node is, for "got ...": "a mapping", "a list", "an empty value" or the quoted value. */
-static const char *kind(const yaml_node_t *n, char *buf, size_t cap)
-{
-    if (n->type == YAML_MAPPING_NODE)
-        return "a mapping";
-    if (n->type == YAML_SEQUENCE_NODE)
-        return "a list";
-    if (is_null(n))
-        return "an empty value";
-    char tmp[PB_SHOW_CAP];
-    snprintf(buf, cap, "'%s'",
-             show((const char *)n->data.scalar.value, n->data.scalar.length, tmp, sizeof(tmp)));
-    return buf;
-}
-
-static int vfail_key(struct ctx *c, int line, const char *key, const char *fmt, va_list ap)
-{
-    char why[400];
-    vsnprintf(why, sizeof(why), fmt, ap);
-    return asr_err_set(c->err, ASR_ECONFIG, "%s:%d: %s: %s", c->name, line, key, why);
-}
-
-/* Records "NAME:LINE: KEY: REASON" for an explicit KEY (document-level problems). */
-__attribute__((format(printf, 4, 5))) static int fail_key(struct ctx *c, int line, const char *key,
-                                                          const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = vfail_key(c, line, key, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* Records "NAME:LINE: PATH: REASON" with the current key path; returns ASR_ECONFIG. */
-__attribute__((format(printf, 3, 4))) static int fail(struct ctx *c, int line, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = vfail_key(c, line, c->plen ? c->path : "(top level)", fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-static int fail_type(struct ctx *c, const yaml_node_t *n, const char *expected)
-{
-    char kb[PB_SHOW_CAP + 2];
-    return fail(c, line_of(n), "expected %s, got %s", expected, kind(n, kb, sizeof(kb)));
-}
-
-static int oom(struct ctx *c)
-{
-    return asr_err_set(c->err, ASR_ENOMEM, "%s: out of memory", c->name);
-}
-
-/* Appends to the key path; returns the old length for pop(). Overlong paths are cut. */
-__attribute__((format(printf, 2, 3))) static size_t push(struct ctx *c, const char *fmt, ...)
-{
-    size_t old = c->plen;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(c->path + old, sizeof(c->path) - old, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        c->plen = old + (size_t)n < sizeof(c->path) ? old + (size_t)n : sizeof(c->path) - 1;
-    return old;
-}
-
-static size_t push_key(struct ctx *c, const char *key, size_t len)
-{
-    char tmp[PB_SHOW_CAP];
-    if (len == 0)
-        snprintf(tmp, sizeof(tmp), "''"); /* an empty key must not look like the top level */
-    else
-        show(key, len, tmp, sizeof(tmp));
-    return c->plen ? push(c, ".%s", tmp) : push(c, "%s", tmp);
-}
-
-static void pop(struct ctx *c, size_t len)
-{
-    c->plen = len;
-    c->path[len] = '\0';
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Nodes and string checks
  */
-
-/* The node at index; counts visits so that no input can make the walk run away. */
-static int get_node(struct ctx *c, int index, int line, yaml_node_t **out)
-{
-    if (++c->visits > c->max_visits)
-        return fail(c, line, "too many node visits (more than %zu)", c->max_visits);
-    *out = yaml_document_get_node(c->doc, index);
-    if (*out == NULL)
-        return fail(c, line, "dangling YAML node");
-    return 0;
-}
-
-/* The text of a non-null scalar without NUL bytes, or an "expected WHAT, got ..." error. */
-static int want_scalar(struct ctx *c, yaml_node_t *n, const char *what, const char **out)
-{
-    *out = "";
-    if (n->type != YAML_SCALAR_NODE || is_null(n))
-        return fail_type(c, n, what);
-    if (memchr(n->data.scalar.value, '\0', n->data.scalar.length) != NULL)
-        return fail(c, line_of(n), "expected %s, got a value with a NUL byte", what);
-    *out = (const char *)n->data.scalar.value;
-    return 0;
-}
-
-static int store_str(struct ctx *c, char **dst, const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL)
-        return oom(c);
-    free(*dst);
-    *dst = p;
-    return 0;
-}
 
 static bool is_ident_char(char ch)
 {
@@ -346,7 +152,7 @@ static bool is_token(const char *s)
 /* A request target asr can send as is: '/' then printable ASCII without spaces. */
 static bool is_request_path(const char *s)
 {
-    if (s[0] != '/')
+    if (s[0] != '/' || strlen(s) > PB_PATH_CAP)
         return false;
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
         if (*p <= 0x20 || *p >= 0x7f)
@@ -354,150 +160,60 @@ static bool is_request_path(const char *s)
     return true;
 }
 
+static bool is_playbook_id(const char *s)
+{
+    return is_id(s, false);
+}
+
+static const struct asr_ys_strcheck chk_id = {is_playbook_id,
+                                              "an identifier ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"};
+static const struct asr_ys_strcheck chk_service = {is_service_name,
+                                                   "a service name ([a-z0-9][a-z0-9_-]{0,62})"};
+static const struct asr_ys_strcheck chk_req_path = {
+    is_request_path, "a request path starting with '/' (printable ASCII, no spaces)"};
+
 /* ---------------------------------------------------------------------------------------------
- * The walk
+ * Handlers
  */
-
-static const char *key_list(const struct schema *s, char *buf, size_t cap)
-{
-    size_t w = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < s->nfields && w < cap; i++) {
-        int k = snprintf(buf + w, cap - w, "%s%s", i ? ", " : "", s->fields[i].key);
-        if (k < 0)
-            break;
-        w += (size_t)k;
-    }
-    return buf;
-}
-
-/*
- * Fills obj from the mapping n according to s: every key must be in the table and appear once;
- * each value goes through its field's handler; then required keys are checked and s->done runs.
- */
-static int walk_map(struct ctx *c, const struct schema *s, yaml_node_t *n, void *obj)
-{
-    if (n->type != YAML_MAPPING_NODE)
-        return fail_type(c, n, "a mapping");
-    int seen[PB_MAX_FIELDS] = {0}; /* line of each key met, 0 = not yet */
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k, *v;
-        int rc;
-        if ((rc = get_node(c, p->key, line_of(n), &k)) != 0 ||
-            (rc = get_node(c, p->value, line_of(n), &v)) != 0)
-            return rc;
-        if (k->type != YAML_SCALAR_NODE)
-            return fail_type(c, k, "a plain key");
-        const char *key = (const char *)k->data.scalar.value;
-        size_t klen = k->data.scalar.length, i;
-        for (i = 0; i < s->nfields; i++)
-            if (strlen(s->fields[i].key) == klen && memcmp(s->fields[i].key, key, klen) == 0)
-                break;
-        size_t save = push_key(c, key, klen);
-        if (i == s->nfields) {
-            char list[200];
-            return fail(c, line_of(k), "unknown key (expected one of: %s)",
-                        key_list(s, list, sizeof(list)));
-        }
-        if (seen[i] != 0)
-            return fail(c, line_of(k), "duplicate key (first at line %d)", seen[i]);
-        seen[i] = line_of(k);
-        if ((rc = s->fields[i].set(c, &s->fields[i], v, obj)) != 0)
-            return rc;
-        pop(c, save);
-    }
-    for (size_t i = 0; i < s->nfields; i++)
-        if (s->fields[i].required && seen[i] == 0)
-            return fail(c, line_of(n), "missing required key '%s'", s->fields[i].key);
-    return s->done != NULL ? s->done(c, n, obj) : 0;
-}
-
-static int set_map(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
-{
-    return walk_map(c, f->arg, n, obj);
-}
 
 /* A string of 1..f->cap bytes; multi-line text allowed. */
-static int set_text(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+static int set_text(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
 {
     const char *s;
-    int rc = want_scalar(c, n, "text", &s);
+    int rc = asr_ys_want_scalar(c, n, "text", &s);
     if (rc != 0)
         return rc;
     if (s[0] == '\0')
-        return fail(c, line_of(n), "expected text, got an empty string");
+        return asr_ys_fail(c, asr_ys_line(n), "expected text, got an empty string");
     if (n->data.scalar.length > f->cap)
-        return fail(c, line_of(n), "%zu bytes is more than the cap of %zu bytes",
-                    n->data.scalar.length, f->cap);
-    return store_str(c, AT(obj, f, char *), s);
+        return asr_ys_fail(c, asr_ys_line(n), "%zu bytes is more than the cap of %zu bytes",
+                           n->data.scalar.length, f->cap);
+    return asr_ys_store_str(c, ASR_YS_AT(obj, f, char *), s);
 }
 
 /* One line of 1..f->cap bytes without control characters. */
-static int set_line(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+static int set_line(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
 {
     char what[64];
     snprintf(what, sizeof(what), "one line of at most %zu bytes", f->cap);
     const char *s;
-    int rc = want_scalar(c, n, what, &s);
+    int rc = asr_ys_want_scalar(c, n, what, &s);
     if (rc != 0)
         return rc;
     if (s[0] == '\0' || n->data.scalar.length > f->cap || !is_one_line(s, false))
-        return fail_type(c, n, what);
-    return store_str(c, AT(obj, f, char *), s);
+        return asr_ys_fail_type(c, n, what);
+    return asr_ys_store_str(c, ASR_YS_AT(obj, f, char *), s);
 }
 
-/* A decimal integer in f->min..f->cap. Quoted digits are accepted: YAML style is not a type. */
-static int set_int(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+/* Sets the id and remembers its line for asr_playbook_load_dir()'s duplicate-id message. */
+static int set_id(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
 {
-    char what[64];
-    snprintf(what, sizeof(what), "an integer from %d to %zu", f->min, f->cap);
-    const char *s;
-    int rc = want_scalar(c, n, what, &s);
-    if (rc != 0)
-        return rc;
-    long long v = 0;
-    const char *p = s;
-    if (*p < '0' || *p > '9')
-        return fail_type(c, n, what);
-    for (; *p >= '0' && *p <= '9'; p++) {
-        v = v * 10 + (*p - '0');
-        if (v > (long long)f->cap)
-            return fail_type(c, n, what);
-    }
-    if (*p != '\0' || v < f->min)
-        return fail_type(c, n, what);
-    *AT(obj, f, int) = (int)v;
-    return 0;
-}
-
-static int set_id(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
-{
-    static const char what[] = "an identifier ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})";
-    struct asr_playbook *pb = obj;
-    const char *s;
-    int rc = want_scalar(c, n, what, &s);
-    if (rc != 0)
-        return rc;
-    if (!is_id(s, false))
-        return fail_type(c, n, what);
-    pb->id_line = line_of(n);
-    return store_str(c, AT(obj, f, char *), s);
-}
-
-static int set_service(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
-{
-    static const char what[] = "a service name ([a-z0-9][a-z0-9_-]{0,62})";
-    const char *s;
-    int rc = want_scalar(c, n, what, &s);
-    if (rc != 0)
-        return rc;
-    if (!is_service_name(s))
-        return fail_type(c, n, what);
-    return store_str(c, AT(obj, f, char *), s);
+    ((struct asr_playbook *)obj)->id_line = asr_ys_line(n);
+    return asr_ys_set_str(c, f, n, obj);
 }
 
 /* One signature id, or a list of 1..ASR_PLAYBOOK_MAX_SIGNATURES of them. */
-static int set_signature(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+static int set_signature(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
 {
     static const char what[] = "a signature id ([A-Za-z0-9_][A-Za-z0-9_.:-]{0,127})";
     struct asr_playbook *pb = obj;
@@ -506,40 +222,42 @@ static int set_signature(struct ctx *c, const struct field *f, yaml_node_t *n, v
     if (n->type == YAML_SEQUENCE_NODE) {
         count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
         if (count == 0 || count > ASR_PLAYBOOK_MAX_SIGNATURES)
-            return fail(c, line_of(n), "expected 1 to %d signature ids, got %zu",
-                        ASR_PLAYBOOK_MAX_SIGNATURES, count);
+            return asr_ys_fail(c, asr_ys_line(n), "expected 1 to %d signature ids, got %zu",
+                               ASR_PLAYBOOK_MAX_SIGNATURES, count);
     } else if (n->type != YAML_SCALAR_NODE) {
-        return fail_type(c, n, "a signature id or a list of them");
+        return asr_ys_fail_type(c, n, "a signature id or a list of them");
     }
     if ((pb->signatures = calloc(count, sizeof(char *))) == NULL)
-        return oom(c);
+        return asr_ys_oom(c);
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *item = n;
         size_t save = c->plen;
         int rc;
         if (n->type == YAML_SEQUENCE_NODE) {
-            save = push(c, "[%zu]", i);
-            if ((rc = get_node(c, n->data.sequence.items.start[i], line_of(n), &item)) != 0)
+            save = asr_ys_push(c, "[%zu]", i);
+            if ((rc = asr_ys_get_node(c, n->data.sequence.items.start[i], asr_ys_line(n), &item)) !=
+                0)
                 return rc;
         }
         const char *s;
-        if ((rc = want_scalar(c, item, what, &s)) != 0)
+        if ((rc = asr_ys_want_scalar(c, item, what, &s)) != 0)
             return rc;
         if (!is_id(s, true))
-            return fail_type(c, item, what);
+            return asr_ys_fail_type(c, item, what);
         if ((pb->signatures[i] = strdup(s)) == NULL)
-            return oom(c);
+            return asr_ys_oom(c);
         pb->nsignatures++;
-        pop(c, save);
+        asr_ys_pop(c, save);
     }
     return 0;
 }
 
-static int match_done(struct ctx *c, yaml_node_t *map, void *obj)
+static int match_done(struct asr_ys *c, yaml_node_t *map, void *obj)
 {
     const struct asr_playbook *pb = obj;
     if (pb->nsignatures == 0 && pb->template == NULL && pb->text == NULL)
-        return fail(c, line_of(map), "expected at least one of signature, template, text");
+        return asr_ys_fail(c, asr_ys_line(map),
+                           "expected at least one of signature, template, text");
     return 0;
 }
 
@@ -550,75 +268,75 @@ static int match_done(struct ctx *c, yaml_node_t *map, void *obj)
 /* The YAML value n as JSON: scalars are strings (a plain `3000` is the text "3000": the actions
  * take text, and YAML's guessing of types would turn a version or a zip code into a number),
  * YAML's null is null, lists are arrays and mappings objects with argument-name keys. */
-static int to_json(struct ctx *c, yaml_node_t *n, json_t **out)
+static int to_json(struct asr_ys *c, yaml_node_t *n, json_t **out)
 {
     *out = NULL;
     if (n->type == YAML_SCALAR_NODE) {
-        if (is_null(n)) {
+        if (asr_ys_is_null(n)) {
             *out = json_null();
             return 0;
         }
         if (memchr(n->data.scalar.value, '\0', n->data.scalar.length) != NULL)
-            return fail(c, line_of(n), "expected text, got a value with a NUL byte");
+            return asr_ys_fail(c, asr_ys_line(n), "expected text, got a value with a NUL byte");
         *out = json_stringn((const char *)n->data.scalar.value, n->data.scalar.length);
-        return *out != NULL ? 0 : fail(c, line_of(n), "expected UTF-8 text");
+        return *out != NULL ? 0 : asr_ys_fail(c, asr_ys_line(n), "expected UTF-8 text");
     }
     if (n->type == YAML_SEQUENCE_NODE) {
         json_t *a = json_array();
         if (a == NULL)
-            return oom(c);
+            return asr_ys_oom(c);
         for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
              it++) {
-            size_t save = push(c, "[%zu]", (size_t)(it - n->data.sequence.items.start));
+            size_t save = asr_ys_push(c, "[%zu]", (size_t)(it - n->data.sequence.items.start));
             yaml_node_t *item;
             json_t *v;
-            int rc = get_node(c, *it, line_of(n), &item);
+            int rc = asr_ys_get_node(c, *it, asr_ys_line(n), &item);
             if (rc == 0)
                 rc = to_json(c, item, &v);
             if (rc == 0 && json_array_append_new(a, v) != 0)
-                rc = oom(c);
+                rc = asr_ys_oom(c);
             if (rc != 0) {
                 json_decref(a);
                 return rc;
             }
-            pop(c, save);
+            asr_ys_pop(c, save);
         }
         *out = a;
         return 0;
     }
     json_t *o = json_object();
     if (o == NULL)
-        return oom(c);
+        return asr_ys_oom(c);
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k, *v;
         json_t *jv;
         int rc;
-        if ((rc = get_node(c, p->key, line_of(n), &k)) != 0 ||
-            (rc = get_node(c, p->value, line_of(n), &v)) != 0)
+        if ((rc = asr_ys_get_node(c, p->key, asr_ys_line(n), &k)) != 0 ||
+            (rc = asr_ys_get_node(c, p->value, asr_ys_line(n), &v)) != 0)
             goto bad;
         if (k->type != YAML_SCALAR_NODE) {
-            rc = fail_type(c, k, "a plain key");
+            rc = asr_ys_fail_type(c, k, "a plain key");
             goto bad;
         }
         const char *key = (const char *)k->data.scalar.value;
-        size_t save = push_key(c, key, k->data.scalar.length);
+        size_t save = asr_ys_push_key(c, key, k->data.scalar.length);
         if (!is_arg_key(key, k->data.scalar.length)) {
-            rc = fail(c, line_of(k),
-                      "expected an argument name matching "
-                      "[A-Za-z_][A-Za-z0-9_.-]{0,63}");
+            rc = asr_ys_fail(c, asr_ys_line(k),
+                             "expected an argument name matching "
+                             "[A-Za-z_][A-Za-z0-9_.-]{0,63}");
             goto bad;
         }
         if (json_object_get(o, key) != NULL) {
-            rc = fail(c, line_of(k), "duplicate key");
+            rc = asr_ys_fail(c, asr_ys_line(k), "duplicate key");
             goto bad;
         }
         if ((rc = to_json(c, v, &jv)) != 0)
             goto bad;
         if (json_object_set_new(o, key, jv) != 0) {
-            rc = oom(c);
+            rc = asr_ys_oom(c);
             goto bad;
         }
-        pop(c, save);
+        asr_ys_pop(c, save);
         continue;
     bad:
         json_decref(o);
@@ -629,7 +347,7 @@ static int to_json(struct ctx *c, yaml_node_t *n, json_t **out)
 }
 
 /* The value of key in the mapping n, or NULL. */
-static yaml_node_t *map_get(struct ctx *c, yaml_node_t *n, const char *key, size_t klen)
+static yaml_node_t *map_get(struct asr_ys *c, yaml_node_t *n, const char *key, size_t klen)
 {
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
@@ -646,7 +364,7 @@ static yaml_node_t *map_get(struct ctx *c, yaml_node_t *n, const char *key, size
  * mapping as far as it goes, and the line of the deepest node found is more useful than the
  * step's.
  */
-static int blame_line(struct ctx *c, yaml_node_t *step, const char *action, const char *msg,
+static int blame_line(struct asr_ys *c, yaml_node_t *step, const char *action, const char *msg,
                       int fallback)
 {
     static const char unknown[] = "unknown argument '";
@@ -668,7 +386,7 @@ static int blame_line(struct ctx *c, yaml_node_t *step, const char *action, cons
         if (v == NULL)
             return line;
         cur = v;
-        line = line_of(v);
+        line = asr_ys_line(v);
         k += kl;
         while (*k == '[' && cur->type == YAML_SEQUENCE_NODE) {
             char *end;
@@ -680,7 +398,7 @@ static int blame_line(struct ctx *c, yaml_node_t *step, const char *action, cons
             if (e == NULL)
                 return line;
             cur = e;
-            line = line_of(e);
+            line = asr_ys_line(e);
             k = end + 1;
         }
         if (*k == '.')
@@ -693,87 +411,88 @@ static int blame_line(struct ctx *c, yaml_node_t *step, const char *action, cons
 }
 
 /* One step: {action: NAME, ...arguments}, checked against the whitelist. */
-static int parse_step(struct ctx *c, yaml_node_t *n, struct asr_playbook_step *step)
+static int parse_step(struct asr_ys *c, yaml_node_t *n, struct asr_playbook_step *step)
 {
     if (n->type != YAML_MAPPING_NODE)
-        return fail_type(c, n, "a mapping {action: NAME, ...arguments}");
-    step->line = line_of(n);
+        return asr_ys_fail_type(c, n, "a mapping {action: NAME, ...arguments}");
+    step->line = asr_ys_line(n);
     if ((step->args = json_object()) == NULL)
-        return oom(c);
+        return asr_ys_oom(c);
     int action_line = 0;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k, *v;
         int rc;
-        if ((rc = get_node(c, p->key, line_of(n), &k)) != 0 ||
-            (rc = get_node(c, p->value, line_of(n), &v)) != 0)
+        if ((rc = asr_ys_get_node(c, p->key, asr_ys_line(n), &k)) != 0 ||
+            (rc = asr_ys_get_node(c, p->value, asr_ys_line(n), &v)) != 0)
             return rc;
         if (k->type != YAML_SCALAR_NODE)
-            return fail_type(c, k, "a plain key");
+            return asr_ys_fail_type(c, k, "a plain key");
         const char *key = (const char *)k->data.scalar.value;
         size_t klen = k->data.scalar.length;
-        size_t save = push_key(c, key, klen);
+        size_t save = asr_ys_push_key(c, key, klen);
         if (klen == 6 && memcmp(key, "action", 6) == 0) {
             static const char what[] = "an action name ([a-z][a-z0-9_]{0,63})";
             const char *s;
             if (action_line != 0)
-                return fail(c, line_of(k), "duplicate key (first at line %d)", action_line);
-            action_line = line_of(k);
-            if ((rc = want_scalar(c, v, what, &s)) != 0)
+                return asr_ys_fail(c, asr_ys_line(k), "duplicate key (first at line %d)",
+                                   action_line);
+            action_line = asr_ys_line(k);
+            if ((rc = asr_ys_want_scalar(c, v, what, &s)) != 0)
                 return rc;
             if (!is_action_name(s))
-                return fail_type(c, v, what);
-            if ((rc = store_str(c, &step->action, s)) != 0)
+                return asr_ys_fail_type(c, v, what);
+            if ((rc = asr_ys_store_str(c, &step->action, s)) != 0)
                 return rc;
         } else {
             json_t *jv;
             if (!is_arg_key(key, klen))
-                return fail(c, line_of(k),
-                            "expected an argument name matching "
-                            "[A-Za-z_][A-Za-z0-9_.-]{0,63}");
+                return asr_ys_fail(c, asr_ys_line(k),
+                                   "expected an argument name matching "
+                                   "[A-Za-z_][A-Za-z0-9_.-]{0,63}");
             if (json_object_get(step->args, key) != NULL)
-                return fail(c, line_of(k), "duplicate key");
+                return asr_ys_fail(c, asr_ys_line(k), "duplicate key");
             if ((rc = to_json(c, v, &jv)) != 0)
                 return rc;
             if (json_object_set_new(step->args, key, jv) != 0)
-                return oom(c);
+                return asr_ys_oom(c);
         }
-        pop(c, save);
+        asr_ys_pop(c, save);
     }
     if (step->action == NULL)
-        return fail(c, line_of(n), "missing required key 'action'");
+        return asr_ys_fail(c, asr_ys_line(n), "missing required key 'action'");
     struct asr_err e2 = {0};
     if (asr_action_check(step->action, step->args, NULL, &e2) != 0) {
         char msg[sizeof(e2.msg)];
         int line = asr_action_find(step->action) == NULL
                        ? action_line
-                       : blame_line(c, n, step->action, e2.msg, line_of(n));
-        return fail(c, line, "%s", one_line(e2.msg, msg, sizeof(msg)));
+                       : blame_line(c, n, step->action, e2.msg, asr_ys_line(n));
+        return asr_ys_fail(c, line, "%s", one_line(e2.msg, msg, sizeof(msg)));
     }
     return 0;
 }
 
-static int set_steps(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+static int set_steps(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
 {
     struct asr_playbook *pb = obj;
     (void)f;
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail_type(c, n, "a list of steps");
+        return asr_ys_fail_type(c, n, "a list of steps");
     size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (count == 0 || count > ASR_PLAYBOOK_MAX_STEPS)
-        return fail(c, line_of(n), "expected 1 to %d steps, got %zu", ASR_PLAYBOOK_MAX_STEPS,
-                    count);
+        return asr_ys_fail(c, asr_ys_line(n), "expected 1 to %d steps, got %zu",
+                           ASR_PLAYBOOK_MAX_STEPS, count);
     if ((pb->steps = calloc(count, sizeof(*pb->steps))) == NULL)
-        return oom(c);
+        return asr_ys_oom(c);
     pb->nsteps = count; /* zeroed steps are safe to free if one fails below */
     for (size_t i = 0; i < count; i++) {
-        size_t save = push(c, "[%zu]", i);
+        size_t save = asr_ys_push(c, "[%zu]", i);
         yaml_node_t *item;
-        int rc = get_node(c, n->data.sequence.items.start[i], line_of(n), &item);
+        int rc = asr_ys_get_node(c, n->data.sequence.items.start[i], asr_ys_line(n), &item);
         if (rc == 0)
             rc = parse_step(c, item, &pb->steps[i]);
         if (rc != 0)
             return rc;
-        pop(c, save);
+        asr_ys_pop(c, save);
     }
     return 0;
 }
@@ -785,43 +504,18 @@ static int set_steps(struct ctx *c, const struct field *f, yaml_node_t *n, void 
 static const char *const methods[] = {"GET",   "HEAD",   "POST",    "PUT",
                                       "PATCH", "DELETE", "OPTIONS", NULL};
 
-static int set_method(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
-{
-    static const char what[] = "one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-    const char *s;
-    int rc = want_scalar(c, n, what, &s);
-    if (rc != 0)
-        return rc;
-    for (size_t i = 0; methods[i] != NULL; i++)
-        if (strcmp(s, methods[i]) == 0)
-            return store_str(c, AT(obj, f, char *), s);
-    return fail_type(c, n, what);
-}
-
-static int set_req_path(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
-{
-    static const char what[] = "a request path starting with '/' (printable ASCII, no spaces)";
-    const char *s;
-    int rc = want_scalar(c, n, what, &s);
-    if (rc != 0)
-        return rc;
-    if (n->data.scalar.length > PB_PATH_CAP || !is_request_path(s))
-        return fail_type(c, n, what);
-    return store_str(c, AT(obj, f, char *), s);
-}
-
 /* A body may be empty (""), unlike the other strings. */
-static int set_body(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+static int set_body(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
 {
     const char *s;
-    int rc = want_scalar(c, n, "a string", &s);
+    int rc = asr_ys_want_scalar(c, n, "a string", &s);
     if (rc != 0)
         return rc;
     if (n->data.scalar.length > PB_BODY_CAP)
-        return fail(c, line_of(n), "%zu bytes is more than the cap of %d bytes",
-                    n->data.scalar.length, PB_BODY_CAP);
-    c->body_line = line_of(n);
-    return store_str(c, AT(obj, f, char *), s);
+        return asr_ys_fail(c, asr_ys_line(n), "%zu bytes is more than the cap of %d bytes",
+                           n->data.scalar.length, PB_BODY_CAP);
+    *(int *)c->user = asr_ys_line(n); /* asr_playbook_parse()'s body_line */
+    return asr_ys_store_str(c, ASR_YS_AT(obj, f, char *), s);
 }
 
 /* Headers the probe writes itself: a playbook setting them would make a malformed request. */
@@ -835,217 +529,144 @@ static bool is_probe_header(const char *name)
     return false;
 }
 
-static int set_headers(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
+static int set_headers(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
 {
     struct asr_playbook_verify *v = obj;
     (void)f;
     if (n->type != YAML_MAPPING_NODE)
-        return fail_type(c, n, "a mapping of header names to values");
+        return asr_ys_fail_type(c, n, "a mapping of header names to values");
     size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
     if (count > ASR_PLAYBOOK_MAX_HEADERS)
-        return fail(c, line_of(n), "expected at most %d headers, got %zu", ASR_PLAYBOOK_MAX_HEADERS,
-                    count);
+        return asr_ys_fail(c, asr_ys_line(n), "expected at most %d headers, got %zu",
+                           ASR_PLAYBOOK_MAX_HEADERS, count);
     if (count == 0)
         return 0;
     if ((v->headers = calloc(count, sizeof(*v->headers))) == NULL)
-        return oom(c);
+        return asr_ys_oom(c);
     for (size_t i = 0; i < count; i++) {
         yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
         yaml_node_t *k, *val;
         const char *name, *value;
         int rc;
-        if ((rc = get_node(c, p->key, line_of(n), &k)) != 0 ||
-            (rc = get_node(c, p->value, line_of(n), &val)) != 0)
+        if ((rc = asr_ys_get_node(c, p->key, asr_ys_line(n), &k)) != 0 ||
+            (rc = asr_ys_get_node(c, p->value, asr_ys_line(n), &val)) != 0)
             return rc;
         if (k->type != YAML_SCALAR_NODE)
-            return fail_type(c, k, "a header name");
-        size_t save = push_key(c, (const char *)k->data.scalar.value, k->data.scalar.length);
-        if ((rc = want_scalar(c, k, "a header name", &name)) != 0)
+            return asr_ys_fail_type(c, k, "a header name");
+        size_t save = asr_ys_push_key(c, (const char *)k->data.scalar.value, k->data.scalar.length);
+        if ((rc = asr_ys_want_scalar(c, k, "a header name", &name)) != 0)
             return rc;
         if (!is_token(name))
-            return fail(c, line_of(k), "expected a header name (an HTTP token)");
+            return asr_ys_fail(c, asr_ys_line(k), "expected a header name (an HTTP token)");
         if (is_probe_header(name))
-            return fail(c, line_of(k), "set by asr's probe, not by a playbook");
+            return asr_ys_fail(c, asr_ys_line(k), "set by asr's probe, not by a playbook");
         for (size_t j = 0; j < v->nheaders; j++)
             if (strcasecmp(v->headers[j].name, name) == 0)
-                return fail(c, line_of(k), "duplicate header");
-        if ((rc = want_scalar(c, val, "a header value", &value)) != 0)
+                return asr_ys_fail(c, asr_ys_line(k), "duplicate header");
+        if ((rc = asr_ys_want_scalar(c, val, "a header value", &value)) != 0)
             return rc;
         if (val->data.scalar.length > PB_HEADER_CAP || !is_one_line(value, true))
-            return fail_type(c, val, "one line of at most 4096 bytes");
+            return asr_ys_fail_type(c, val, "one line of at most 4096 bytes");
         if ((v->headers[i].name = strdup(name)) == NULL ||
             (v->headers[i].value = strdup(value)) == NULL) {
             v->nheaders = i + 1; /* free the half-set pair too */
-            return oom(c);
+            return asr_ys_oom(c);
         }
         v->nheaders = i + 1;
-        pop(c, save);
+        asr_ys_pop(c, save);
     }
     return 0;
 }
 
-static int request_done(struct ctx *c, yaml_node_t *map, void *obj)
+static int request_done(struct asr_ys *c, yaml_node_t *map, void *obj)
 {
     const struct asr_playbook_verify *v = obj;
     (void)map;
     if (v->body != NULL && (strcmp(v->method, "GET") == 0 || strcmp(v->method, "HEAD") == 0)) {
-        size_t save = push(c, ".body");
-        int rc = fail(c, c->body_line, "a %s request carries no body", v->method);
-        pop(c, save);
+        size_t save = asr_ys_push(c, ".body");
+        int rc = asr_ys_fail(c, *(int *)c->user, "a %s request carries no body", v->method);
+        asr_ys_pop(c, save);
         return rc;
     }
     return 0;
 }
 
-/* A table row. Rows handled by set_map (match, request, expect) fill the same struct as their
- * parent table, so their offset is not used; they name some member only to have one. */
+/* A table row. The rows of match, request and expect fill the same struct as their parent
+ * table, so they are written out with offset 0. */
 #define F(k, set, req, type, member, cap, arg, min)                                                \
     {                                                                                              \
-        k, set, req, offsetof(type, member), cap, arg, min                                         \
+        k, set, req, offsetof(type, member), arg, min, cap                                         \
     }
 
-static const struct field request_fields[] = {
-    F("method", set_method, true, struct asr_playbook_verify, method, 0, NULL, 0),
-    F("path", set_req_path, true, struct asr_playbook_verify, path, 0, NULL, 0),
+static const struct asr_ys_field request_fields[] = {
+    F("method", asr_ys_set_enum, true, struct asr_playbook_verify, method, 0, methods, 0),
+    F("path", asr_ys_set_str, true, struct asr_playbook_verify, path, 0, &chk_req_path, 0),
     F("headers", set_headers, false, struct asr_playbook_verify, headers, 0, NULL, 0),
     F("body", set_body, false, struct asr_playbook_verify, body, 0, NULL, 0),
 };
-static const struct schema request_schema = {request_fields, NFIELDS(request_fields), request_done};
+static const struct asr_ys_schema request_schema = {request_fields, ASR_YS_NFIELDS(request_fields),
+                                                    request_done};
 
-static const struct field expect_fields[] = {
-    F("status", set_int, true, struct asr_playbook_verify, status, 599, NULL, 100),
+static const struct asr_ys_field expect_fields[] = {
+    F("status", asr_ys_set_int, true, struct asr_playbook_verify, status, 599, NULL, 100),
     F("body_contains", set_text, false, struct asr_playbook_verify, body_contains, PB_MATCH_CAP,
       NULL, 0),
     F("body_not_contains", set_text, false, struct asr_playbook_verify, body_not_contains,
       PB_MATCH_CAP, NULL, 0),
 };
-static const struct schema expect_schema = {expect_fields, NFIELDS(expect_fields), NULL};
+static const struct asr_ys_schema expect_schema = {expect_fields, ASR_YS_NFIELDS(expect_fields),
+                                                   NULL};
 
-static const struct field verify_fields[] = {
-    F("request", set_map, true, struct asr_playbook_verify, method, 0, &request_schema, 0),
-    F("expect", set_map, true, struct asr_playbook_verify, status, 0, &expect_schema, 0),
-    F("timeout_ms", set_int, false, struct asr_playbook_verify, timeout_ms, PB_MAX_TIMEOUT, NULL,
-      1),
+static const struct asr_ys_field verify_fields[] = {
+    {"request", asr_ys_set_map, true, 0, &request_schema, 0, 0},
+    {"expect", asr_ys_set_map, true, 0, &expect_schema, 0, 0},
+    F("timeout_ms", asr_ys_set_int, false, struct asr_playbook_verify, timeout_ms, PB_MAX_TIMEOUT,
+      NULL, 1),
 };
-static const struct schema verify_schema = {verify_fields, NFIELDS(verify_fields), NULL};
+static const struct asr_ys_schema verify_schema = {verify_fields, ASR_YS_NFIELDS(verify_fields),
+                                                   NULL};
 
-/* verify's sub-maps fill the same struct, so set_map is given the verify struct itself. */
-static int set_verify(struct ctx *c, const struct field *f, yaml_node_t *n, void *obj)
-{
-    return walk_map(c, f->arg, n, AT(obj, f, struct asr_playbook_verify));
-}
-
-static const struct field match_fields[] = {
+static const struct asr_ys_field match_fields[] = {
     F("signature", set_signature, false, struct asr_playbook, signatures, 0, NULL, 0),
     F("template", set_line, false, struct asr_playbook, template, PB_MATCH_CAP, NULL, 0),
     F("text", set_text, false, struct asr_playbook, text, PB_MATCH_CAP, NULL, 0),
-    F("service", set_service, false, struct asr_playbook, service, 0, NULL, 0),
+    F("service", asr_ys_set_str, false, struct asr_playbook, service, 0, &chk_service, 0),
 };
-static const struct schema match_schema = {match_fields, NFIELDS(match_fields), match_done};
+static const struct asr_ys_schema match_schema = {match_fields, ASR_YS_NFIELDS(match_fields),
+                                                  match_done};
 
-static const struct field root_fields[] = {
-    F("id", set_id, true, struct asr_playbook, id, 0, NULL, 0),
+static const struct asr_ys_field root_fields[] = {
+    F("id", set_id, true, struct asr_playbook, id, 0, &chk_id, 0),
     F("title", set_line, true, struct asr_playbook, title, PB_TITLE_CAP, NULL, 0),
-    F("version", set_int, false, struct asr_playbook, version, PB_MAX_VERSION, NULL, 1),
-    F("match", set_map, true, struct asr_playbook, id, 0, &match_schema, 0),
+    F("version", asr_ys_set_int, false, struct asr_playbook, version, PB_MAX_VERSION, NULL, 1),
+    {"match", asr_ys_set_map, true, 0, &match_schema, 0, 0},
     F("symptoms", set_text, true, struct asr_playbook, symptoms, ASR_PLAYBOOK_MAX_SYMPTOMS, NULL,
       0),
     F("steps", set_steps, true, struct asr_playbook, steps, 0, NULL, 0),
-    F("verify", set_verify, true, struct asr_playbook, verify, 0, &verify_schema, 0),
+    F("verify", asr_ys_set_map, true, struct asr_playbook, verify, 0, &verify_schema, 0),
 };
-static const struct schema root_schema = {root_fields, NFIELDS(root_fields), NULL};
+static const struct asr_ys_schema root_schema = {root_fields, ASR_YS_NFIELDS(root_fields), NULL};
 
-_Static_assert(NFIELDS(root_fields) <= PB_MAX_FIELDS, "walk_map's seen[] is too small");
+_Static_assert(ASR_YS_NFIELDS(root_fields) <= ASR_YS_MAX_FIELDS, "walk_map's seen[] is too small");
 
 /* ---------------------------------------------------------------------------------------------
  * Parsing
  */
 
-/* Turns a libyaml parser error into "NAME:LINE: yaml: PROBLEM (CONTEXT at line N)". */
-static int yaml_fail(struct ctx *c, const yaml_parser_t *p)
-{
-    if (p->error == YAML_MEMORY_ERROR)
-        return oom(c);
-    const char *problem = p->problem != NULL ? p->problem : "malformed YAML";
-    int line = (int)p->problem_mark.line + 1;
-    if (p->error == YAML_READER_ERROR) {
-        /* Reader errors carry a byte offset, not a mark. */
-        size_t end = p->problem_offset < c->len ? p->problem_offset : c->len;
-        line = 1;
-        for (size_t i = 0; i < end; i++)
-            line += c->text[i] == '\n';
-    }
-    if (p->context != NULL)
-        return fail_key(c, line, "yaml", "%s (%s at line %d)", problem, p->context,
-                        (int)p->context_mark.line + 1);
-    return fail_key(c, line, "yaml", "%s", problem);
-}
-
-/*
- * The pre-scan over the event stream: syntax errors, aliases, depth, node count, documents.
- * It keeps no state besides counters, so hostile input costs at most one linear pass.
- */
-static int prescan(struct ctx *c)
-{
-    yaml_parser_t p;
-    yaml_event_t ev;
-    int depth = 0, docs = 0, rc = 0;
-    size_t nodes = 0;
-    if (!yaml_parser_initialize(&p))
-        return oom(c);
-    yaml_parser_set_input_string(&p, (const unsigned char *)c->text, c->len);
-    for (;;) {
-        if (!yaml_parser_parse(&p, &ev)) {
-            rc = yaml_fail(c, &p);
-            break;
-        }
-        int line = (int)ev.start_mark.line + 1;
-        yaml_event_type_t type = ev.type;
-        char b[PB_SHOW_CAP];
-        const char *anchor =
-            type == YAML_SCALAR_EVENT           ? (const char *)ev.data.scalar.anchor
-            : type == YAML_SEQUENCE_START_EVENT ? (const char *)ev.data.sequence_start.anchor
-            : type == YAML_MAPPING_START_EVENT  ? (const char *)ev.data.mapping_start.anchor
-                                                : NULL;
-        if (type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
-            rc = fail_key(c, line, "yaml", "more than one document (a playbook is one document)");
-        } else if (type == YAML_ALIAS_EVENT || anchor != NULL) {
-            /* An anchor is only useful to an alias, so both are refused where they appear. */
-            const char *a = type == YAML_ALIAS_EVENT ? (const char *)ev.data.alias.anchor : anchor;
-            rc = fail_key(c, line, "yaml",
-                          "%s '%c%s' is not supported (anchors and aliases are rejected; "
-                          "write the value out)",
-                          type == YAML_ALIAS_EVENT ? "alias" : "anchor",
-                          type == YAML_ALIAS_EVENT ? '*' : '&', show(a, strlen(a), b, sizeof(b)));
-        } else if ((type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT) &&
-                   ++depth > PB_MAX_DEPTH) {
-            rc = fail_key(c, line, "yaml", "nesting deeper than %d levels", PB_MAX_DEPTH);
-        } else if (type == YAML_MAPPING_END_EVENT || type == YAML_SEQUENCE_END_EVENT) {
-            depth--;
-        }
-        if (rc == 0 &&
-            (type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT ||
-             type == YAML_SCALAR_EVENT) &&
-            ++nodes > PB_MAX_NODES)
-            rc = fail_key(c, line, "yaml", "more than %d nodes", PB_MAX_NODES);
-        yaml_event_delete(&ev);
-        if (rc != 0 || type == YAML_STREAM_END_EVENT)
-            break;
-    }
-    yaml_parser_delete(&p);
-    return rc;
-}
-
 int asr_playbook_parse(const char *name, const char *text, size_t len, struct asr_playbook **out,
                        struct asr_err *err)
 {
-    struct ctx c = {.name = name != NULL ? name : "<playbook>",
-                    .text = text != NULL ? text : "",
-                    .len = text != NULL ? len : 0,
-                    .err = err};
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    bool parser_ok = false, doc_ok = false;
+    int body_line = 0; /* line of verify.request.body, for request_done() */
+    struct asr_ys c = {.name = name != NULL ? name : "<playbook>",
+                       .text = text != NULL ? text : "",
+                       .len = text != NULL ? len : 0,
+                       .err = err,
+                       .one_doc = "a playbook",
+                       .empty = "empty playbook (expected a mapping with id, title, match, "
+                                "symptoms, steps and verify)",
+                       .max_depth = PB_MAX_DEPTH,
+                       .max_nodes = PB_MAX_NODES,
+                       .user = &body_line};
     int rc;
 
     *out = NULL;
@@ -1059,42 +680,12 @@ int asr_playbook_parse(const char *name, const char *text, size_t len, struct as
                            c.name, c.len, ASR_PLAYBOOK_MAX_BYTES);
     struct asr_playbook *pb = calloc(1, sizeof(*pb));
     if (pb == NULL)
-        return oom(&c);
-    c.pb = pb;
+        return asr_ys_oom(&c);
     pb->verify.timeout_ms = ASR_PLAYBOOK_DEFAULT_TIMEOUT_MS;
-    if ((pb->file = strdup(c.name)) == NULL) {
-        rc = oom(&c);
-        goto out;
-    }
-    if ((rc = prescan(&c)) != 0)
-        goto out;
-    if (!yaml_parser_initialize(&parser)) {
-        rc = oom(&c);
-        goto out;
-    }
-    parser_ok = true;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)c.text, c.len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        rc = yaml_fail(&c, &parser); /* libyaml has already freed doc */
-        goto out;
-    }
-    doc_ok = true;
-    c.doc = &doc;
-    c.max_visits = (size_t)(doc.nodes.top - doc.nodes.start);
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root == NULL || is_null(root)) {
-        rc = fail(&c, root != NULL ? line_of(root) : 1,
-                  "empty playbook (expected a mapping with id, title, match, symptoms, steps "
-                  "and verify)");
-        goto out;
-    }
-    c.visits = 1;
-    rc = walk_map(&c, &root_schema, root, pb);
-out:
-    if (doc_ok)
-        yaml_document_delete(&doc);
-    if (parser_ok)
-        yaml_parser_delete(&parser);
+    if ((pb->file = strdup(c.name)) == NULL)
+        rc = asr_ys_oom(&c);
+    else
+        rc = asr_ys_parse(&c, &root_schema, pb);
     if (rc != 0) {
         asr_playbook_free(pb);
         return rc;
