@@ -27,7 +27,6 @@ struct run {
     int window_ms; /* the service's deploy.verify_window_ms */
     json_t *steps;
     size_t step;         /* the step in progress */
-    int64_t step_end;    /* wall ms when the last step finished */
     int64_t seen_before; /* the incident's last_seen when the step finished */
     char key[64];
     uv_timer_t timer; /* the verification window */
@@ -343,8 +342,7 @@ static void verify(struct run *r)
 {
     struct asr_incident inc = {0};
     struct asr_err err = {0};
-    r->step_end = asr_time_wall_ms();
-    r->seen_before = r->step_end;
+    r->seen_before = asr_time_wall_ms();
     if (asr_store_incident_get(r->ex->env.st, r->incident_id, &inc, &err) == 0 &&
         inc.last_seen > r->seen_before)
         r->seen_before = inc.last_seen;
