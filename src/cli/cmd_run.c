@@ -15,7 +15,9 @@
 #include "api/control.h"
 #include "asr/config.h"
 #include "asr/fsutil.h"
+#include "asr/incident.h"
 #include "asr/log.h"
+#include "asr/remediation.h"
 #include "asr/spawn.h"
 #include "asr/store.h"
 #include "asr/timeutil.h"
@@ -25,6 +27,7 @@
 #include "recover/service.h"
 #include "execute/executor.h"
 #include "strategy/kb.h"
+#include "strategy/plan.h"
 #include "strategy/planner.h"
 #include "strategy/playbook.h"
 
@@ -74,6 +77,7 @@ struct daemon {
     struct asr_runtime_ctx ctx;
     struct asr_service *services[MAX_SERVICES];
     int nservices;
+    int started; /* services whose first start has ended, well or not */
     uv_signal_t sig_term, sig_int, sig_hup;
     int stopping; /* services still shutting down */
     bool stop_requested;
@@ -489,12 +493,54 @@ static void removed_service_stopped_cb(void *data)
     free(r);
 }
 
+/*
+ * After a crash or a kill, an incident may have been written without its plan, or a plan without
+ * the executor's decision: both are picked up once every service has started (the gate looks at
+ * their health). The decision is once per plan (asr_remediation_open), so nothing runs twice.
+ */
+static void catch_up(struct daemon *d)
+{
+    struct asr_incident *v = NULL;
+    size_t n = 0;
+    struct asr_err err = {0};
+    if (asr_store_incident_list(d->store, NULL, "open", 1000, &v, &n, &err) != 0) {
+        asr_error("run: open incidents: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].parent_id != 0)
+            continue; /* grouped under a parent, which is planned */
+        json_t *plan = NULL;
+        int rc = asr_plan_latest(d->store, v[i].id, &plan, &err);
+        if (rc == ASR_ENOENT) {
+            asr_warn("incident %lld was never planned (asr stopped first): planning it now",
+                     (long long)v[i].id);
+            asr_planner_incident(d->planner, v[i].id);
+        } else if (rc == 0) {
+            int64_t plan_id = (int64_t)json_integer_value(json_object_get(plan, "id"));
+            struct asr_remediation rem = {0};
+            int got = asr_remediation_of_incident(d->store, v[i].id, &rem, &err);
+            if (got == ASR_ENOENT || (got == 0 && rem.plan_id != plan_id)) {
+                asr_warn("incident %lld: plan %lld was never decided on (asr stopped first): "
+                         "deciding now",
+                         (long long)v[i].id, (long long)plan_id);
+                asr_executor_plan(d->executor, plan_id, v[i].id);
+            }
+            asr_remediation_free(&rem);
+        }
+        json_decref(plan);
+    }
+    asr_incident_list_free(v, n);
+}
+
 static void start_done_cb(int rc, const char *msg, json_t *result, void *data)
 {
     (void)result;
-    (void)data;
+    struct daemon *d = data;
     if (rc != 0)
         asr_error("start failed: %s", msg);
+    if (d != NULL && ++d->started == d->nservices && !d->stop_requested)
+        catch_up(d);
 }
 
 /*
@@ -820,7 +866,9 @@ int cmd_run(int argc, char **argv)
     asr_info("asr %d started: config %s, state dir %s, %d service(s)", (int)getpid(), d.cfg->path,
              d.state_dir, d.nservices);
     for (int i = 0; i < d.nservices; i++)
-        asr_service_start(d.services[i], start_done_cb, NULL);
+        asr_service_start(d.services[i], start_done_cb, &d);
+    if (d.nservices == 0)
+        catch_up(&d);
     uv_run(d.loop, UV_RUN_DEFAULT);
     exit_code = ASR_EXIT_OK;
     goto out_close;

@@ -40,6 +40,9 @@ struct run {
     bool replay_ok;  /* the replay met the playbook's expectation */
     char replay_why[200];
     char last_why[300]; /* why the last step did not remove the fault */
+    int gen;            /* how many times asr restarted during this run: keys get ":r<gen>" */
+    int resume;         /* RESUME_*: what a resumed run does once its service is up */
+    int64_t resume_deadline;
     struct run *next;
 };
 
@@ -63,10 +66,15 @@ static struct run *back(void *data)
     return r;
 }
 
-/* The journal key of what the run does now: "rem:<id>:<what>:<step>". */
+/* The journal key of what the run does now: "rem:<id>:<what>:<step>", with ":r<gen>" after asr
+ * restarted during the run (a resumed step gets keys of its own: a key is never written twice).
+ */
 static void set_key(struct run *r, const char *what)
 {
-    snprintf(r->key, sizeof(r->key), "rem:%lld:%s:%zu", (long long)r->rem_id, what, r->step + 1);
+    int n = snprintf(r->key, sizeof(r->key), "rem:%lld:%s:%zu", (long long)r->rem_id, what,
+                     r->step + 1);
+    if (r->gen > 0 && n > 0 && (size_t)n < sizeof(r->key))
+        snprintf(r->key + n, sizeof(r->key) - (size_t)n, ":r%d", r->gen);
 }
 
 /* ---- bookkeeping ------------------------------------------------------------------------------
@@ -170,6 +178,7 @@ static bool service_healthy(struct asr_executor *ex, const char *name)
 }
 
 static void undo_done(struct run *r);
+static void undo_rollback(struct run *r);
 
 static void rollback_done_cb(int rc, const char *msg, json_t *result, void *data)
 {
@@ -192,6 +201,12 @@ static void revert_done_cb(const struct asr_patch_result *res, void *data)
             res->rc == 0 ? "reverted by commit " : "revert failed: ",
             res->rc == 0 ? res->sha : (res->error != NULL ? res->error : "?"));
     r->commit[0] = '\0';
+    undo_rollback(r);
+}
+
+/* A failed step that was deployed: back to the last good release; then the next step. */
+static void undo_rollback(struct run *r)
+{
     struct asr_service *svc = r->ex->env.find(r->ex->env.data, r->service);
     if (r->deployed && svc != NULL) {
         /* The service runs the patched release: back to the last good one. */
@@ -404,6 +419,39 @@ static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
     verify(r);
 }
 
+/* The release the service serves, if it is of commit; else 0. */
+static int64_t active_release_of(struct asr_service *svc, const char *commit)
+{
+    json_t *s = asr_service_status(svc);
+    const char *c = json_string_value(json_object_get(s, "commit"));
+    int64_t rel = c != NULL && strcmp(c, commit) == 0
+                      ? (int64_t)json_integer_value(json_object_get(s, "release"))
+                      : 0;
+    json_decref(s);
+    return rel;
+}
+
+/* The patch's commit, in the journal as soon as asr-git made it: after a crash, the journal
+ * names the commit to revert (asr_patch_revert is idempotent, like the commit). */
+static void journal_commit(struct run *r, bool existed)
+{
+    set_key(r, "commit");
+    char branch[64];
+    asr_patch_branch(r->incident_id, branch, sizeof(branch));
+    char msg[160];
+    snprintf(msg, sizeof(msg), "%s %s on %s",
+             existed ? "the branch already held commit" : "committed", r->commit, branch);
+    json_t *d = json_pack("{s:s, s:s, s:s, s:b}", "detail", msg, "commit", r->commit, "branch",
+                          branch, "existed", existed);
+    char *detail = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    struct asr_err err = {0};
+    if (asr_journal_write(r->ex->env.st, r->rem_id, (int)r->step + 1, "patch", "result", r->key,
+                          true, detail, &err) != 0)
+        asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
+    free(detail);
+}
+
 /* The patch is committed on the incident's branch: deploy that commit (build, test, blue/green).
  */
 static void patch_done_cb(const struct asr_patch_result *res, void *data)
@@ -420,11 +468,24 @@ static void patch_done_cb(const struct asr_patch_result *res, void *data)
         return;
     }
     snprintf(r->commit, sizeof(r->commit), "%s", res->sha);
+    journal_commit(r, res->existed);
     asr_info("execute: remediation %lld: committed %.12s on asr/incident-%lld%s; deploying it",
              (long long)r->rem_id, r->commit, (long long)r->incident_id,
              res->existed ? " (already there)" : "");
     struct asr_service *svc = r->ex->env.find(r->ex->env.data, r->service);
     struct asr_err err = {0};
+    int64_t live = svc != NULL ? active_release_of(svc, r->commit) : 0;
+    if (live > 0) {
+        /* Resumed after a restart of asr: the commit was deployed before it, and asr started the
+         * service on it again. Never deploy it twice: verify it. */
+        set_key(r, "step");
+        journal(r, "result", true, "release %lld of commit %s was deployed before asr restarted",
+                (long long)live, r->commit);
+        r->deployed = true;
+        r->release = live;
+        verify(r);
+        return;
+    }
     if (svc == NULL ||
         asr_service_deploy(svc, r->commit, "deploy", NULL, op_done_cb, r, &err) != 0) {
         journal(r, "result", false, "the commit %s could not be deployed: %s", r->commit,
@@ -547,14 +608,14 @@ static void run_step(struct run *r)
              (long long)r->incident_id, r->step + 1, action);
 }
 
-static void start_run(struct asr_executor *ex, int64_t rem_id, int64_t plan_id, int64_t incident_id,
-                      const char *service, json_t *plan)
+static struct run *new_run(struct asr_executor *ex, int64_t rem_id, int64_t plan_id,
+                           int64_t incident_id, const char *service, json_t *plan)
 {
     json_t *steps = json_object_get(plan, "steps");
     struct run *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         asr_error("execute: remediation %lld: out of memory", (long long)rem_id);
-        return;
+        return NULL;
     }
     *r = (struct run){.ex = ex,
                       .rem_id = rem_id,
@@ -577,7 +638,15 @@ static void start_run(struct asr_executor *ex, int64_t rem_id, int64_t plan_id, 
     const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, service);
     r->window_ms = svc != NULL ? svc->deploy.verify_window_ms : 3000;
     ex->runs = r;
-    run_step(r);
+    return r;
+}
+
+static void start_run(struct asr_executor *ex, int64_t rem_id, int64_t plan_id, int64_t incident_id,
+                      const char *service, json_t *plan)
+{
+    struct run *r = new_run(ex, rem_id, plan_id, incident_id, service, plan);
+    if (r != NULL)
+        run_step(r);
 }
 
 /* ---- the gate ----------------------------------------------------------------------------------
@@ -762,6 +831,233 @@ int asr_executor_decide(struct asr_executor *ex, int64_t incident_id, bool appro
     return rc;
 }
 
+/* ---- resuming after a restart of asr ----------------------------------------------------------
+ *
+ * A run that was going when asr stopped (a crash, a kill, a stop) is picked up from its journal
+ * when asr starts again, once its service is up. asr's start has already put the service back on
+ * the newest release that served and is not bad (asr_service_start), and every child of the old
+ * daemon died with it. What the journal says decides what happens; nothing is done twice:
+ * - the fault was verified gone: only the bookkeeping is left (learn, resolve);
+ * - a step failed or was not verified: its undo is finished (the commit reverted, which is
+ *   idempotent; the service rolled back if it runs the patch) and the next step follows;
+ * - a step acted and its verification had not ended: verify again (a replay has no side effect);
+ * - a patch step was interrupted: it is started again. Its commit is idempotent (asr-git answers
+ *   "existing"), and a commit that was deployed before the restart is verified, not redeployed;
+ * - a restart, rollback or deploy step was interrupted: it is not repeated (asr's start has just
+ *   restored the service); what runs now is verified.
+ */
+
+enum {
+    RESUME_STEP = 1,  /* (re)start step r->step */
+    RESUME_VERIFY,    /* verify what runs now */
+    RESUME_UNDO,      /* the step did not remove the fault: finish its undo, then the next step */
+    RESUME_SUCCEEDED, /* verified before the restart */
+};
+
+/* Where a run's journal stopped: the last step with a row, and what is known of it. */
+struct journal_view {
+    int step; /* 1-based; 0: no row */
+    char action[32];
+    bool step_intent, step_result, step_ok;
+    bool verify_result, verify_ok;
+    bool reverted;
+    char commit[41]; /* the step's patch commit, if asr-git made one */
+    int resumes;     /* restarts of asr already seen by this run */
+};
+
+static void view_journal(const struct asr_journal_row *rows, size_t n, struct journal_view *v)
+{
+    *v = (struct journal_view){0};
+    for (size_t i = 0; i < n; i++) {
+        char what[16] = "";
+        if (sscanf(rows[i].key, "rem:%*d:%15[a-z]:", what) != 1)
+            continue;
+        if (strcmp(what, "resume") == 0) {
+            v->resumes++;
+            continue;
+        }
+        if (rows[i].step != v->step) { /* a later step: what came before is done with */
+            int resumes = v->resumes;
+            *v = (struct journal_view){.step = rows[i].step, .resumes = resumes};
+        }
+        bool result = strcmp(rows[i].phase, "result") == 0;
+        if (strcmp(what, "step") == 0) {
+            snprintf(v->action, sizeof(v->action), "%s", rows[i].action);
+            v->step_intent = true;
+            if (result) {
+                v->step_result = true;
+                v->step_ok = rows[i].ok;
+            }
+        } else if (strcmp(what, "commit") == 0) {
+            json_t *d = json_loads(rows[i].detail, 0, NULL);
+            const char *c = json_string_value(json_object_get(d, "commit"));
+            if (c != NULL && strlen(c) == 40)
+                snprintf(v->commit, sizeof(v->commit), "%s", c);
+            json_decref(d);
+        } else if (strcmp(what, "verify") == 0 && result) {
+            v->verify_result = true;
+            v->verify_ok = rows[i].ok;
+        } else if (strcmp(what, "revert") == 0 && result) {
+            v->reverted = true;
+        }
+    }
+}
+
+static int resume_decision(const struct journal_view *v)
+{
+    if (v->step == 0)
+        return RESUME_STEP;
+    if (v->verify_result)
+        return v->verify_ok ? RESUME_SUCCEEDED : RESUME_UNDO;
+    if (v->step_result)
+        return v->step_ok ? RESUME_VERIFY : RESUME_UNDO;
+    return strcmp(v->action, "restart") == 0 || strcmp(v->action, "rollback") == 0 ||
+                   strcmp(v->action, "deploy") == 0
+               ? RESUME_VERIFY
+               : RESUME_STEP;
+}
+
+static const char *resume_name(int what)
+{
+    switch (what) {
+    case RESUME_STEP:
+        return "the step starts again (a patch's commit is idempotent; a deployed one is verified, "
+               "not redeployed)";
+    case RESUME_VERIFY:
+        return "it is not repeated; what the service runs now is verified";
+    case RESUME_UNDO:
+        return "it did not remove the fault: its undo is finished, then the next step";
+    case RESUME_SUCCEEDED:
+        return "the fault was verified gone; the bookkeeping is finished";
+    }
+    return "?";
+}
+
+/* Once the service is up (or its start has had its time), the run goes on from its journal. */
+static void resume_go(struct run *r)
+{
+    struct asr_service *svc = r->ex->env.find(r->ex->env.data, r->service);
+    int64_t live = svc != NULL && r->commit[0] != '\0' ? active_release_of(svc, r->commit) : 0;
+    const char *a = json_string_value(json_object_get(json_array_get(r->steps, r->step), "action"));
+    switch (r->resume) {
+    case RESUME_SUCCEEDED: {
+        r->commit[0] = '\0';
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "step %zu (%s) removed the fault (verified before asr restarted)", r->step + 1,
+                 a != NULL ? a : "?");
+        finish(r, ASR_REM_SUCCEEDED, why);
+        return;
+    }
+    case RESUME_VERIFY:
+        r->deployed = live > 0;
+        r->release = live;
+        verify(r);
+        return;
+    case RESUME_UNDO:
+        r->deployed = live > 0;
+        r->release = live;
+        if (live > 0) { /* as verify_cb does: no rollback may ever pick this release */
+            struct asr_err err = {0};
+            if (asr_store_release_set_state(r->ex->env.st, live, ASR_RELEASE_BAD,
+                                            "the patch did not remove the fault", &err) != 0)
+                asr_error("execute: remediation %lld: release %lld: %s", (long long)r->rem_id,
+                          (long long)live, err.msg);
+        }
+        if (r->commit[0] != '\0') {
+            next_step(r, "the step did not remove the fault (before asr restarted)");
+            return;
+        }
+        snprintf(r->last_why, sizeof(r->last_why), "the step did not remove the fault");
+        undo_rollback(r);
+        return;
+    default:
+        r->commit[0] = '\0';
+        run_step(r);
+        return;
+    }
+}
+
+static void resume_tick(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    if (r->ex == NULL)
+        return;
+    struct asr_service *svc = r->ex->env.find(r->ex->env.data, r->service);
+    json_t *s = svc != NULL ? asr_service_status(svc) : NULL;
+    bool busy = s == NULL || json_object_get(s, "deploying") != NULL;
+    json_decref(s);
+    if (busy && asr_time_wall_ms() < r->resume_deadline) {
+        uv_timer_start(&r->timer, resume_tick, 100, 0);
+        return;
+    }
+    resume_go(r);
+}
+
+/* Picks up one interrupted run; false when it cannot (then it ends failed). */
+static bool resume_run(struct asr_executor *ex, const struct asr_remediation *rem, char *why,
+                       size_t cap)
+{
+    struct asr_err err = {0};
+    json_t *plan = NULL;
+    struct asr_journal_row *rows = NULL;
+    size_t n = 0;
+    if (asr_plan_latest(ex->env.st, rem->incident_id, &plan, &err) != 0 ||
+        json_integer_value(json_object_get(plan, "id")) != rem->plan_id ||
+        asr_journal_list(ex->env.st, rem->id, &rows, &n, &err) != 0) {
+        snprintf(why, cap,
+                 "asr stopped while this remediation was running, and it cannot be resumed: %.250s",
+                 err.msg[0] != '\0' ? err.msg : "its plan was replaced");
+        json_decref(plan);
+        return false;
+    }
+    struct journal_view v;
+    view_journal(rows, n, &v);
+    asr_journal_rows_free(rows, n);
+    struct run *r = new_run(ex, rem->id, rem->plan_id, rem->incident_id, rem->service, plan);
+    json_decref(plan);
+    if (r == NULL) {
+        snprintf(why, cap, "asr stopped while this remediation was running: out of memory");
+        return false;
+    }
+    r->step = v.step > 0 ? (size_t)v.step - 1 : 0;
+    r->resume = resume_decision(&v);
+    r->gen = v.resumes + 1;
+    snprintf(r->commit, sizeof(r->commit), "%s", v.reverted ? "" : v.commit);
+    const struct asr_service_cfg *cfg = asr_config_service(ex->env.cfg, rem->service);
+    if (cfg != NULL && r->commit[0] != '\0') {
+        /* A killed asr-git leaves its ref lock: no asr-git of the old daemon survives it. */
+        bool removed = false;
+        if (asr_patch_clear_stale_lock(cfg->repo, r->incident_id, &removed, &err) != 0)
+            asr_warn("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
+        else if (removed)
+            asr_warn("execute: remediation %lld: removed the stale lock of asr/incident-%lld left "
+                     "by a killed asr-git",
+                     (long long)r->rem_id, (long long)r->incident_id);
+    }
+    int64_t wait = cfg != NULL ? (int64_t)cfg->deploy.build_timeout_ms +
+                                     cfg->deploy.test_timeout_ms + cfg->deploy.healthy_timeout_ms
+                               : 60000;
+    r->resume_deadline = asr_time_wall_ms() + wait;
+    char what[300];
+    snprintf(what, sizeof(what), "asr restarted during step %d (%.31s): %.200s",
+             v.step > 0 ? v.step : 1, v.action[0] != '\0' ? v.action : "none begun",
+             resume_name(r->resume));
+    set_key(r, "resume");
+    journal(r, "result", true, "%s", what);
+    if (r->resume == RESUME_VERIFY && v.step_intent && !v.step_result) {
+        set_key(r, "step");
+        journal(r, "result", true, "interrupted by asr's restart and not repeated");
+    }
+    asr_warn("incident %lld: remediation %lld resumed: %s", (long long)r->incident_id,
+             (long long)r->rem_id, what);
+    uv_timer_init(ex->env.loop, &r->timer);
+    r->timer_init = true;
+    r->timer.data = r;
+    uv_timer_start(&r->timer, resume_tick, 0, 0);
+    return true;
+}
+
 void asr_executor_resume(struct asr_executor *ex)
 {
     struct asr_remediation *v = NULL;
@@ -774,10 +1070,9 @@ void asr_executor_resume(struct asr_executor *ex)
     for (size_t i = 0; i < n; i++) {
         if (strcmp(v[i].state, ASR_REM_RUNNING) != 0)
             continue; /* awaiting approval: still waiting */
-        char why[300];
-        snprintf(why, sizeof(why),
-                 "asr stopped while this remediation was running; its interrupted step is not "
-                 "repeated (its effect is unknown): the service runs what asr restored at start");
+        char why[400];
+        if (resume_run(ex, &v[i], why, sizeof(why)))
+            continue;
         if (asr_remediation_set(ex->env.st, v[i].id, ASR_REM_FAILED, why, NULL, &err) != 0) {
             asr_error("execute: remediation %lld: %s", (long long)v[i].id, err.msg);
             continue;

@@ -15,9 +15,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------------------------------------
@@ -385,4 +387,83 @@ int asr_patch_revert(uv_loop_t *loop, const struct asr_patch_revert_req *q, asr_
     rc = start(loop, q->git_exe, q->state_dir, "revert", req, q->timeout_ms, done, data, out, err);
     json_decref(req);
     return rc;
+}
+
+/* ---- a killed asr-git's ref lock -------------------------------------------------------------
+ */
+
+/* The first line of a small file, without its newline, into buf; false if unreadable. */
+static bool read_line(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    bool ok = fgets(buf, (int)cap, f) != NULL;
+    fclose(f);
+    if (ok)
+        buf[strcspn(buf, "\r\n")] = '\0';
+    return ok;
+}
+
+/* The directory holding refs/ of the repository around folder (the common dir of a linked work
+ * tree), into out. */
+static int git_common_dir(const char *folder, char *out, size_t cap, struct asr_err *err)
+{
+    char dir[PATH_MAX];
+    if (realpath(folder, dir) == NULL)
+        return asr_err_set(err, ASR_EIO, "patch: %s: %s", folder, strerror(errno));
+    for (;;) {
+        char dotgit[PATH_MAX], line[PATH_MAX], gd[PATH_MAX], common[PATH_MAX];
+        struct stat st;
+        if (snprintf(dotgit, sizeof(dotgit), "%s/.git", dir) >= (int)sizeof(dotgit))
+            return asr_err_set(err, ASR_EINVAL, "patch: %s: path too long", folder);
+        bool is_dir = stat(dotgit, &st) == 0 && S_ISDIR(st.st_mode);
+        bool is_link = !is_dir && stat(dotgit, &st) == 0 && S_ISREG(st.st_mode) &&
+                       read_line(dotgit, line, sizeof(line)) && strncmp(line, "gitdir: ", 8) == 0;
+        int n = -1;
+        if (is_dir) {
+            n = snprintf(out, cap, "%s", dotgit);
+        } else if (is_link) {
+            /* A linked work tree: its refs live in the common dir, if it names one. */
+            n = line[8] == '/' ? snprintf(gd, sizeof(gd), "%s", line + 8)
+                               : snprintf(gd, sizeof(gd), "%s/%s", dir, line + 8);
+            char cd[PATH_MAX];
+            if (n >= 0 && (size_t)n < sizeof(gd) &&
+                snprintf(cd, sizeof(cd), "%s/commondir", gd) < (int)sizeof(cd) &&
+                read_line(cd, common, sizeof(common)))
+                n = common[0] == '/' ? snprintf(out, cap, "%s", common)
+                                     : snprintf(out, cap, "%s/%s", gd, common);
+            else if (n >= 0 && (size_t)n < sizeof(gd))
+                n = snprintf(out, cap, "%s", gd);
+        }
+        if (is_dir || is_link) {
+            if (n < 0 || (size_t)n >= cap)
+                return asr_err_set(err, ASR_EINVAL, "patch: %s: git dir path too long", folder);
+            return 0;
+        }
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || slash == dir)
+            return asr_err_set(err, ASR_ENOENT, "patch: %s is not inside a git repository", folder);
+        *slash = '\0';
+    }
+}
+
+int asr_patch_clear_stale_lock(const char *repo, int64_t incident, bool *removed,
+                               struct asr_err *err)
+{
+    *removed = false;
+    char common[PATH_MAX], branch[64], lock[PATH_MAX + 96];
+    int rc = git_common_dir(repo, common, sizeof(common), err);
+    if (rc != 0)
+        return rc;
+    asr_patch_branch(incident, branch, sizeof(branch));
+    if (snprintf(lock, sizeof(lock), "%s/refs/heads/%s.lock", common, branch) >= (int)sizeof(lock))
+        return asr_err_set(err, ASR_EINVAL, "patch: %s: git dir path too long", repo);
+    if (unlink(lock) == 0) {
+        *removed = true;
+        return 0;
+    }
+    if (errno == ENOENT)
+        return 0;
+    return asr_err_set(err, ASR_EIO, "patch: cannot remove %s: %s", lock, strerror(errno));
 }

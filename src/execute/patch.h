@@ -107,6 +107,14 @@ int asr_patch_revert(uv_loop_t *loop, const struct asr_patch_revert_req *req,
                      asr_patch_done_cb done, void *data, struct asr_patch_op **out,
                      struct asr_err *err);
 
+/* Removes refs/heads/asr/incident-<incident>.lock of the repository holding repo, which an
+ * asr-git killed while it updated the branch leaves behind (libgit2 then refuses every later
+ * update of the branch). Only for a daemon that knows no asr-git of its own is running for the
+ * incident: a restarted one, whose old children all died with it. *removed says whether there was
+ * one. */
+int asr_patch_clear_stale_lock(const char *repo, int64_t incident, bool *removed,
+                               struct asr_err *err);
+
 /* Kills the child (its whole process group), removes the request file and frees op; done is
  * not called. Accepts NULL. Only before done has been called. */
 void asr_patch_cancel(struct asr_patch_op *op);

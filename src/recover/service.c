@@ -1095,7 +1095,8 @@ int asr_service_rollback(struct asr_service *svc, asr_op_progress_cb progress_cb
 
 int asr_service_start(struct asr_service *svc, asr_op_done_cb done, void *data)
 {
-    /* Resume the release that served last, if it is still on disk; else deploy HEAD. */
+    /* Resume the newest release that served and is neither bad (a patch that did not remove its
+     * fault is marked bad before it is rolled back) nor gone from disk; else deploy HEAD. */
     struct asr_deployment *list = NULL;
     size_t n = 0;
     struct asr_err err = {0};
@@ -1110,7 +1111,6 @@ int asr_service_start(struct asr_service *svc, asr_op_done_cb done, void *data)
                     snprintf(sha, sizeof(sha), "%s", r.commit);
                 asr_release_free(&r);
             }
-            break;
         }
         asr_deployments_free(list, n);
     }
