@@ -40,7 +40,13 @@ struct asr_restart_cfg {
     int window_ms;          /* ... within this window, default 60000 */
 };
 
-/* Timeouts of the deploy pipeline. */
+/* Where a release's build and test commands run (docs/sandbox.md). */
+enum asr_sandbox_mode {
+    ASR_SANDBOX_BWRAP, /* `sandbox: bwrap`, the default: bubblewrap, or the build is refused */
+    ASR_SANDBOX_NONE,  /* `sandbox: none`: unsandboxed, with a warning per build */
+};
+
+/* Timeouts of the deploy pipeline, and the sandbox of its build and test steps. */
 struct asr_deploy_cfg {
     int build_timeout_ms;   /* default 300000 */
     int test_timeout_ms;    /* default 300000 */
@@ -49,6 +55,13 @@ struct asr_deploy_cfg {
     int stop_grace_ms;      /* SIGTERM to SIGKILL, default 5000 */
     int verify_window_ms;   /* after a remediation step, the fault must stay away this long,
                                default 3000 */
+
+    /* The build and test sandbox (docs/sandbox.md); each limit 0 means none. */
+    enum asr_sandbox_mode sandbox; /* default ASR_SANDBOX_BWRAP */
+    int sandbox_memory_mb;         /* RLIMIT_AS of each build/test process, default 4096 */
+    int sandbox_procs;             /* RLIMIT_NPROC in the sandbox's user namespace, default 1024 */
+    int sandbox_file_mb;           /* RLIMIT_FSIZE, the largest file written, default 1024 */
+    const char *config_path;       /* borrowed struct asr_config.path, for the refusal message */
 };
 
 struct asr_signature_cfg {

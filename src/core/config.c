@@ -657,13 +657,60 @@ static const struct asr_ys_field restart_fields[] = {
 static const struct asr_ys_schema restart_schema = {restart_fields, ASR_YS_NFIELDS(restart_fields),
                                                     restart_done};
 
+/* deploy.sandbox: bwrap | none, kept as an enum (docs/sandbox.md). */
+static int set_sandbox(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
+{
+    const char *s;
+    int rc = asr_ys_want_scalar(c, n, "bwrap or none", &s);
+    if (rc != 0)
+        return rc;
+    if (strcmp(s, "bwrap") != 0 && strcmp(s, "none") != 0)
+        return asr_ys_fail_type(c, n, "bwrap or none");
+    *ASR_YS_AT(obj, f, enum asr_sandbox_mode) =
+        strcmp(s, "bwrap") == 0 ? ASR_SANDBOX_BWRAP : ASR_SANDBOX_NONE;
+    return 0;
+}
+
+/* A sandbox resource limit: 0 for no limit, else an integer from f->min to f->cap. A limit
+ * below the minimum would only make every build fail in a puzzling way. */
+static int set_sandbox_limit(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n,
+                             void *obj)
+{
+    char what[96];
+    snprintf(what, sizeof(what), "0 (no limit) or an integer from %d to %zu", f->min, f->cap);
+    const char *s;
+    int rc = asr_ys_want_scalar(c, n, what, &s);
+    if (rc != 0)
+        return rc;
+    long long v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9' && v <= (long long)f->cap; p++)
+        v = v * 10 + (*p - '0');
+    if (p == s || *p != '\0' || v > (long long)f->cap || (v != 0 && v < f->min))
+        return asr_ys_fail_type(c, n, what);
+    *ASR_YS_AT(obj, f, int) = (int)v;
+    return 0;
+}
+
 #define F_DEPLOY(k, m)                                                                             \
     {                                                                                              \
 #k, asr_ys_set_int, false, offsetof(struct asr_deploy_cfg, k), NULL, m, 0                  \
     }
+#define F_SANDBOX_LIMIT(k, m, max)                                                                 \
+    {                                                                                              \
+#k, set_sandbox_limit, false, offsetof(struct asr_deploy_cfg, k), NULL, m, max             \
+    }
 static const struct asr_ys_field deploy_fields[] = {
-    F_DEPLOY(build_timeout_ms, 1), F_DEPLOY(test_timeout_ms, 1), F_DEPLOY(healthy_timeout_ms, 1),
-    F_DEPLOY(drain_timeout_ms, 0), F_DEPLOY(stop_grace_ms, 0),   F_DEPLOY(verify_window_ms, 1),
+    F_DEPLOY(build_timeout_ms, 1),
+    F_DEPLOY(test_timeout_ms, 1),
+    F_DEPLOY(healthy_timeout_ms, 1),
+    F_DEPLOY(drain_timeout_ms, 0),
+    F_DEPLOY(stop_grace_ms, 0),
+    F_DEPLOY(verify_window_ms, 1),
+    {"sandbox", set_sandbox, false, offsetof(struct asr_deploy_cfg, sandbox), NULL, 0, 0},
+    F_SANDBOX_LIMIT(sandbox_memory_mb, 64, 1048576),
+    F_SANDBOX_LIMIT(sandbox_procs, 16, 1000000),
+    F_SANDBOX_LIMIT(sandbox_file_mb, 1, 1048576),
 };
 static const struct asr_ys_schema deploy_schema = {deploy_fields, ASR_YS_NFIELDS(deploy_fields),
                                                    NULL};
@@ -898,7 +945,12 @@ static int service_defaults(struct asr_ys *c, struct asr_service_cfg *s, int lin
                                         .healthy_timeout_ms = 10000,
                                         .drain_timeout_ms = 10000,
                                         .stop_grace_ms = 5000,
-                                        .verify_window_ms = 3000};
+                                        .verify_window_ms = 3000,
+                                        .sandbox = ASR_SANDBOX_BWRAP,
+                                        .sandbox_memory_mb = 4096,
+                                        .sandbox_procs = 1024,
+                                        .sandbox_file_mb = 1024,
+                                        .config_path = own(c)->cfg->path};
     return s->health.path != NULL ? 0 : asr_ys_oom(c);
 }
 
