@@ -29,6 +29,9 @@ struct asr_proc;
  * failing in asr_proc_start. exe must outlive every child.
  */
 void asr_spawn_set_shim(const char *exe);
+/* The shim set by asr_spawn_set_shim, or NULL. The build sandbox runs it a second time, inside
+ * bubblewrap, to set the resource limits (recover/sandbox.c). */
+const char *asr_spawn_shim(void);
 
 /* Called once per complete output line, as the line framer makes it (include/asr/framer.h):
  * without the newline or the CR of a CRLF, NUL and invalid UTF-8 replaced by U+FFFD, cut at

@@ -29,6 +29,11 @@ void asr_spawn_set_shim(const char *exe)
     shim_exe = exe;
 }
 
+const char *asr_spawn_shim(void)
+{
+    return shim_exe;
+}
+
 struct stream {
     uv_pipe_t pipe;
     struct asr_proc *proc;

@@ -13,6 +13,7 @@
 #include "asr/timeutil.h"
 #include "recover/health.h"
 #include "recover/proxy.h"
+#include "recover/sandbox.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -871,13 +872,49 @@ static void step_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out
     publish_release(d);
 }
 
+/*
+ * A build or test that may not run: deploy.sandbox is bwrap and bubblewrap is missing or cannot
+ * create its namespaces here. Recorded as the step's failure (status 126, "cannot execute"),
+ * with the fix, and the release is bad until a config or host that allows it builds it again.
+ */
+static void refuse_step(struct deploy *d, const char *what, const char *why)
+{
+    struct asr_service *svc = d->svc;
+    const struct asr_deploy_cfg *dc = &svc->cfg->deploy;
+    bool is_build = d->phase == D_BUILD;
+    char reason[1024];
+    snprintf(reason, sizeof(reason), "%s refused: %s, or set deploy.sandbox: none in %s", what, why,
+             dc->config_path != NULL ? dc->config_path : "the config");
+    struct asr_err err = {0};
+    if (is_build)
+        asr_store_release_set_build(svc->ctx.store, d->release_id, 126, 0, reason, &err);
+    else
+        asr_store_release_set_test(svc->ctx.store, d->release_id, 126, 0, reason, &err);
+    asr_store_release_set_state(svc->ctx.store, d->release_id, ASR_RELEASE_BAD, reason, &err);
+    asr_rmtree(d->export_dir);
+    deploy_fail(d, is_build ? ASR_EBUILD : ASR_ETEST, ASR_DEPLOY_FAILED, "%s", reason);
+}
+
+/* Runs the build or test command of the release being deployed, in the sandbox that
+ * deploy.sandbox names (recover/sandbox.h), with the step's timeout on the whole group. */
 static void run_step(struct deploy *d, const char *what, asr_argv argv, int timeout_ms)
 {
     struct asr_service *svc = d->svc;
+    const struct asr_deploy_cfg *dc = &svc->cfg->deploy;
+    bool boxed = dc->sandbox == ASR_SANDBOX_BWRAP;
     d->phase_t0 = now_ms();
+    struct asr_err err = {0};
+    if (boxed && asr_sandbox_probe(&err) != 0) {
+        refuse_step(d, what, err.msg);
+        return;
+    }
     char *cwd = asr_path_join(d->export_dir, svc->repo_prefix);
     char **env = make_env(svc, d->sha, 0, NULL);
-    struct asr_proc_opts o = {.argv = argv,
+    char **sandboxed = NULL;
+    int rc = cwd && env ? 0 : ASR_ENOMEM;
+    if (rc == 0 && boxed)
+        rc = asr_sandbox_argv(dc, asr_spawn_shim(), d->export_dir, cwd, argv, &sandboxed, &err);
+    struct asr_proc_opts o = {.argv = sandboxed != NULL ? sandboxed : argv,
                               .env_extra = env,
                               .cwd = cwd,
                               .timeout_ms = timeout_ms,
@@ -885,17 +922,26 @@ static void run_step(struct deploy *d, const char *what, asr_argv argv, int time
                               .capture_cap = OUTPUT_CAP,
                               .on_exit = step_exit_cb,
                               .data = d};
-    struct asr_err err = {0};
-    int rc = cwd && env ? asr_proc_start(svc->ctx.loop, &o, &d->proc, &err) : ASR_ENOMEM;
+    if (rc == 0)
+        rc = asr_proc_start(svc->ctx.loop, &o, &d->proc, &err);
     free(cwd);
     free_strv(env);
+    asr_sandbox_argv_free(sandboxed);
     if (rc != 0) {
         struct asr_err e2 = {0};
         asr_store_release_set_state(svc->ctx.store, d->release_id, ASR_RELEASE_BAD, err.msg, &e2);
         deploy_fail(d, rc, ASR_DEPLOY_FAILED, "%s: %s", what, err.msg);
         return;
     }
-    progress(d, "running %s: %s ...", what, argv[0]);
+    /* Every step says where it ran: in the log, in the events, and to the operator. */
+    char where[192];
+    asr_sandbox_describe(dc, where, sizeof(where));
+    event(svc, "deployer", d->phase == D_BUILD ? "build.started" : "test.started",
+          "commit=%.12s sandbox=%s", d->sha, where);
+    if (!boxed)
+        asr_warn("%s: unsandboxed %s of %s (deploy.sandbox: none)", svc->name, what, svc->name);
+    progress(d, "running %s %s: %s ...", what, boxed ? "in the bwrap sandbox" : "unsandboxed",
+             argv[0]);
 }
 
 /* Runs `asr-git ...` (see cli/asr_git.c) as a child with its output captured. */
@@ -1158,6 +1204,10 @@ int asr_service_create(const struct asr_runtime_ctx *ctx, const struct asr_servi
     uv_timer_init(ctx->loop, &svc->restart_timer);
     svc->restart_timer.data = svc;
     asr_store_service_upsert(ctx->store, svc->name, err);
+    /* The daemon creates its services at start: bubblewrap is probed then, once, and a missing
+     * one is in the log before any build is refused for it. */
+    if (cfg->deploy.sandbox == ASR_SANDBOX_BWRAP)
+        asr_sandbox_probe(NULL);
     *out = svc;
     return 0;
 }
@@ -1170,6 +1220,8 @@ const char *asr_service_name(const struct asr_service *svc)
 void asr_service_update_config(struct asr_service *svc, const struct asr_service_cfg *cfg)
 {
     svc->cfg = cfg;
+    if (cfg->deploy.sandbox == ASR_SANDBOX_BWRAP)
+        asr_sandbox_probe(NULL); /* a no-op once probed */
 }
 
 json_t *asr_service_status(const struct asr_service *svc)
