@@ -71,5 +71,6 @@ int cmd_reject(int argc, char **argv);
 int cmd_kb(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 #endif

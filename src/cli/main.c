@@ -35,6 +35,8 @@ static const char USAGE[] =
     "                                     decide on a plan that awaits approval\n"
     "  audit verify | audit list [--json] [--limit N]\n"
     "                                     check the audit chain, or show its newest rows\n"
+    "  demo [--report FILE]               the closed loop on the demo shop: 3 faults and a crash,\n"
+    "                                     each fixed by asr with no human step, timed\n"
     "\n"
     "Commands find the daemon through its state dir: --state-dir DIR, or the state_dir of\n"
     "-c FILE, or $ASR_STATE_DIR, or ./.asr. Each command takes --help.\n";
@@ -50,6 +52,7 @@ static const struct {
     {"incident", cmd_incident}, {"kb", cmd_kb},
     {"plan", cmd_plan},         {"audit", cmd_audit},
     {"approve", cmd_approve},   {"reject", cmd_reject},
+    {"demo", cmd_demo},
 
 };
 
