@@ -21,7 +21,7 @@ build-asan: deps
 
 demo: build
 	@scripts/demo.sh
-	@scripts/demo-loop.sh
+	@build/asr demo --report build/demo-report.json
 
 test: test-plain test-asan
 
