@@ -92,6 +92,7 @@ struct asr_service {
     const struct asr_service_cfg *cfg;
     char name[64];
     char *repo_prefix;
+    bool repo_prefix_known; /* repo_prefix came from a resolve of this config's repo */
     struct asr_proxy *proxy;
     struct slot slots[2];
     int active; /* index of the serving slot, -1 for none */
@@ -864,6 +865,11 @@ static void step_exit_cb(struct asr_proc *p, int status, int sig, bool timed_out
         return;
     }
     progress(d, "%s passed in %lld ms", is_build ? "build" : "test", (long long)ms);
+    /* The end of each step is an event of its own: the stage timeline (asr demo, incident show)
+     * reads when it ended, which releases.updated_at cannot keep. */
+    event(svc, "deployer", is_build ? "build.passed" : "test.passed",
+          "deployment=%lld commit=%.12s in %lld ms", (long long)d->deployment_id, d->sha,
+          (long long)ms);
     if (is_build && svc->cfg->test != NULL) {
         d->phase = D_TEST;
         run_step(d, "test", svc->cfg->test, svc->cfg->deploy.test_timeout_ms);
@@ -1086,7 +1092,19 @@ static void resolve_exit_cb(struct asr_proc *p, int status, int sig, bool timed_
     }
     free(svc->repo_prefix);
     svc->repo_prefix = prefix;
+    svc->repo_prefix_known = true;
     deploy_resolved(d);
+}
+
+static bool is_full_sha(const char *ref)
+{
+    size_t n = strspn(ref, "0123456789abcdef");
+    return n == 40 && ref[40] == '\0';
+}
+
+static void resolved_soon_cb(uv_timer_t *t)
+{
+    deploy_resolved(t->data);
 }
 
 int asr_service_deploy(struct asr_service *svc, const char *ref, const char *kind,
@@ -1112,6 +1130,15 @@ int asr_service_deploy(struct asr_service *svc, const char *ref, const char *kin
     d->phase = D_RESOLVE;
     uv_timer_init(svc->ctx.loop, &d->timer);
     d->timer.data = d;
+    if (svc->repo_prefix_known && is_full_sha(d->ref)) {
+        /* A full sha in a repository resolved before (a restart of the active release, a patch
+         * asr-git just committed): nothing to resolve, and an asr-git run is 10-50 ms of a
+         * crash's recovery. A sha that is not in the repository fails at the export. */
+        memcpy(d->sha, d->ref, 41);
+        svc->deploy = d;
+        uv_timer_start(&d->timer, resolved_soon_cb, 0, 0);
+        return 0;
+    }
     char *args[] = {"resolve", d->repo, d->ref, NULL};
     int rc = run_git_helper(d, args, 30000, resolve_exit_cb, err);
     if (rc != 0) {
@@ -1220,6 +1247,7 @@ const char *asr_service_name(const struct asr_service *svc)
 void asr_service_update_config(struct asr_service *svc, const struct asr_service_cfg *cfg)
 {
     svc->cfg = cfg;
+    svc->repo_prefix_known = false; /* the repo may have moved: resolve again */
     if (cfg->deploy.sandbox == ASR_SANDBOX_BWRAP)
         asr_sandbox_probe(NULL); /* a no-op once probed */
 }
