@@ -82,6 +82,24 @@ struct asr_policy_cfg {
     bool shadow;             /* record what remediation would do and do nothing, default false */
 };
 
+/* GitHub pull requests for a service's fixes (docs/patching.md); repo NULL: none are opened. */
+struct asr_github_cfg {
+    char *api_url; /* the REST API root, default "https://api.github.com" */
+    char *repo;    /* "owner/name", or NULL */
+    char *base;    /* the branch pull requests target, default "main" */
+};
+
+/* asr's commits in a service's repository, and where its fix branches go (docs/patching.md). */
+struct asr_git_cfg {
+    char *author_name;  /* author and committer of asr's commits and reverts, default "asr" */
+    char *author_email; /* default "asr@localhost" */
+    char *remote;       /* a remote of the repository, a URL or an absolute path; NULL: the
+                           asr/incident-<id> branches are not pushed */
+    char *token_env;    /* environment variable holding the token for https pushes and the
+                           GitHub API, or NULL */
+    struct asr_github_cfg github;
+};
+
 struct asr_service_cfg {
     char *name;        /* [a-z0-9][a-z0-9_-]{0,62} */
     char *repo;        /* absolute path to a directory inside a git work tree */
@@ -99,6 +117,7 @@ struct asr_service_cfg {
     struct asr_policy_cfg policy;
     struct asr_restart_cfg restart;
     struct asr_deploy_cfg deploy;
+    struct asr_git_cfg git;
     int line; /* line of the entry in the config file */
 };
 
@@ -128,6 +147,13 @@ struct asr_detection_cfg {
                                 its recent average (and at least rate_jump per 10 s), default 5 */
 };
 
+/* Webhook notifications (docs/notify.md); url NULL: no `notify` block, notifications are off. */
+struct asr_notify_cfg {
+    char *url;       /* http:// or https:// */
+    char *token_env; /* environment variable holding a bearer token for the webhook, or NULL */
+    int timeout_ms;  /* per send, default 5000 */
+};
+
 struct asr_config {
     char *path;      /* the file it was loaded from, as given */
     char *dir;       /* absolute directory of that file */
@@ -136,6 +162,7 @@ struct asr_config {
     char *playbooks; /* absolute directory, may be NULL */
     struct asr_llm_cfg llm;
     struct asr_detection_cfg detection;
+    struct asr_notify_cfg notify;
     struct asr_service_cfg *services;
     size_t nservices;
 };

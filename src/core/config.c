@@ -284,6 +284,111 @@ static const struct asr_ys_strcheck chk_url = {is_url, "an http:// or https:// U
 static const struct asr_ys_strcheck chk_health_path = {
     is_health_path, "a request path starting with '/' and without spaces"};
 
+/* ---------------------------------------------------------------------------------------------
+ * Outbound: notify, git push and GitHub (docs/notify.md, docs/patching.md)
+ */
+
+/* The host of an http(s) URL into host ("" when there is none). */
+static void url_host(const char *url, char *host, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p != NULL ? p + 3 : url;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    if (at != NULL) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    size_t h = p[0] == '[' ? strcspn(p, "]") + 1 : strcspn(p, ":/?#");
+    if (h > n)
+        h = n;
+    snprintf(host, cap, "%.*s", (int)h, p);
+}
+
+static bool is_loopback_host(const char *h)
+{
+    return strcmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0 || strcmp(h, "[::1]") == 0;
+}
+
+/* An http:// or https:// URL with no credentials in it (a token goes in token_env). */
+static bool is_url_nocred(const char *s)
+{
+    if (!is_url(s))
+        return false;
+    const char *p = strstr(s, "://") + 3;
+    size_t n = strcspn(p, "/?#");
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '@' || (unsigned char)p[i] <= 0x20 || p[i] == 0x7f)
+            return false;
+    for (const char *q = s; *q != '\0'; q++)
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f)
+            return false;
+    return true;
+}
+
+/* One line for a git signature: no control characters and none of "<>", at most 256 bytes. */
+static bool is_sig_text(const char *s)
+{
+    if (strlen(s) > 256)
+        return false;
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+            return false;
+    return true;
+}
+
+static bool is_sig_email(const char *s)
+{
+    return is_sig_text(s) && strchr(s, '@') != NULL;
+}
+
+/* "owner/name" of a GitHub repository. */
+static bool is_github_repo(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    if (slash == NULL || slash == s || slash - s > 39 || strchr(slash + 1, '/') != NULL)
+        return false;
+    size_t nl = strlen(slash + 1);
+    if (nl == 0 || nl > 100 || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0)
+        return false;
+    for (const char *p = s; *p != '\0'; p++) {
+        bool in_name = p > slash;
+        if (p == slash)
+            continue;
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || (in_name && (*p == '_' || *p == '.'))))
+            return false;
+    }
+    return true;
+}
+
+/* A branch name git accepts and a URL needs no escaping for: [A-Za-z0-9._/-], no "..", "//",
+ * "@{", leading '-' or '/', trailing '/', '.' or ".lock". */
+static bool is_branch(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 200 || s[0] == '-' || s[0] == '/' || s[n - 1] == '/' || s[n - 1] == '.' ||
+        strstr(s, "..") != NULL || strstr(s, "//") != NULL || strstr(s, "/.") != NULL ||
+        (n >= 5 && strcmp(s + n - 5, ".lock") == 0) || s[0] == '.')
+        return false;
+    for (const char *p = s; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.' || *p == '/'))
+            return false;
+    return true;
+}
+
+static const struct asr_ys_strcheck chk_url_nocred = {
+    is_url_nocred, "an http:// or https:// URL without credentials (a token goes in token_env)"};
+static const struct asr_ys_strcheck chk_sig_text = {
+    is_sig_text, "one line of at most 256 bytes without control characters, '<' or '>'"};
+static const struct asr_ys_strcheck chk_sig_email = {
+    is_sig_email, "an email address: one line with an '@', without '<' or '>'"};
+static const struct asr_ys_strcheck chk_github_repo = {is_github_repo,
+                                                       "a GitHub repository as owner/name"};
+static const struct asr_ys_strcheck chk_branch = {
+    is_branch, "a branch name of letters, digits and . _ / - (like main or release/2)"};
+
 /*
  * Rejects "${...}" in s unless it is ${PORT} and port_ok (only start's argv is expanded, by the
  * slot manager). A "${" without its "}" is an error too, so a typo never reaches a process.
@@ -612,6 +717,46 @@ static int set_bool(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t 
     return 0;
 }
 
+/*
+ * git.remote: a remote of the service's repository by name ("origin"), an https://, http:// or
+ * file:// URL without credentials, or a path to a repository (absolute, or "./" or "../" from the
+ * config's directory, stored absolute). asr-git resolves it when it pushes.
+ */
+static int set_remote(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
+{
+    const char *what = "a remote name like origin, an https:// or file:// URL without "
+                       "credentials, or a path to a repository";
+    const char *s;
+    int rc = asr_ys_want_scalar(c, n, what, &s);
+    if (rc != 0)
+        return rc;
+    char **dst = ASR_YS_AT(obj, f, char *);
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return asr_ys_fail_type(c, n, what);
+    if (s[0] == '\0')
+        return asr_ys_fail_type(c, n, what);
+    if (strstr(s, "://") != NULL) {
+        bool file = strncmp(s, "file:///", 8) == 0;
+        if (!file && !is_url_nocred(s))
+            return asr_ys_fail_type(c, n, what);
+        return asr_ys_store_str(c, dst, s);
+    }
+    if (s[0] == '/' || strncmp(s, "./", 2) == 0 || strncmp(s, "../", 3) == 0) {
+        char *p = resolve(c, s);
+        if (p == NULL)
+            return asr_ys_oom(c);
+        free(*dst);
+        *dst = p;
+        return 0;
+    }
+    for (const char *p = s; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return asr_ys_fail_type(c, n, what);
+    return asr_ys_store_str(c, dst, s);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Schema tables
  */
@@ -734,6 +879,60 @@ static const struct asr_ys_field policy_fields[] = {
 };
 static const struct asr_ys_schema policy_schema = {policy_fields, ASR_YS_NFIELDS(policy_fields),
                                                    NULL};
+
+static const struct asr_ys_field github_fields[] = {
+    {"api_url", asr_ys_set_str, false, offsetof(struct asr_github_cfg, api_url), &chk_url_nocred, 0,
+     0},
+    {"repo", asr_ys_set_str, true, offsetof(struct asr_github_cfg, repo), &chk_github_repo, 0, 0},
+    {"base", asr_ys_set_str, false, offsetof(struct asr_github_cfg, base), &chk_branch, 0, 0},
+};
+static const struct asr_ys_schema github_schema = {github_fields, ASR_YS_NFIELDS(github_fields),
+                                                   NULL};
+
+/* A token never goes over plain http to another host; a pull request needs a pushed branch and a
+ * token. */
+static int git_done(struct asr_ys *c, yaml_node_t *map, void *obj)
+{
+    const struct asr_git_cfg *g = obj;
+    char host[256];
+    if (g->token_env != NULL && g->remote != NULL && strncmp(g->remote, "http://", 7) == 0) {
+        url_host(g->remote, host, sizeof(host));
+        if (!is_loopback_host(host))
+            return asr_ys_fail(c, asr_ys_line(map),
+                               "remote: refusing to send the token over plain http to '%.200s'; "
+                               "use https",
+                               host);
+    }
+    if (g->github.repo == NULL)
+        return 0;
+    if (g->remote == NULL)
+        return asr_ys_fail(c, asr_ys_line(map),
+                           "github: needs remote (the branch is pushed before its pull request is "
+                           "opened)");
+    if (g->token_env == NULL)
+        return asr_ys_fail(c, asr_ys_line(map),
+                           "github: needs token_env (the variable holding the GitHub token)");
+    if (strncmp(g->github.api_url, "http://", 7) == 0) {
+        url_host(g->github.api_url, host, sizeof(host));
+        if (!is_loopback_host(host))
+            return asr_ys_fail(c, asr_ys_line(map),
+                               "github.api_url: refusing to send the token over plain http to "
+                               "'%.200s'; use https",
+                               host);
+    }
+    return 0;
+}
+
+static const struct asr_ys_field git_fields[] = {
+    {"author_name", asr_ys_set_str, false, offsetof(struct asr_git_cfg, author_name), &chk_sig_text,
+     0, 0},
+    {"author_email", asr_ys_set_str, false, offsetof(struct asr_git_cfg, author_email),
+     &chk_sig_email, 0, 0},
+    {"remote", set_remote, false, offsetof(struct asr_git_cfg, remote), NULL, 0, 0},
+    {"token_env", asr_ys_set_str, false, offsetof(struct asr_git_cfg, token_env), &chk_ident, 0, 0},
+    {"github", asr_ys_set_map, false, offsetof(struct asr_git_cfg, github), &github_schema, 0, 0},
+};
+static const struct asr_ys_schema git_schema = {git_fields, ASR_YS_NFIELDS(git_fields), git_done};
 
 /* After a signature: default dedupe list; ids are unique within their service. */
 static int signature_done(struct asr_ys *c, yaml_node_t *map, void *obj)
@@ -920,6 +1119,7 @@ static const struct asr_ys_field service_fields[] = {
     F_SVC(policy, asr_ys_set_map, false, &policy_schema),
     F_SVC(restart, asr_ys_set_map, false, &restart_schema),
     F_SVC(deploy, asr_ys_set_map, false, &deploy_schema),
+    F_SVC(git, asr_ys_set_map, false, &git_schema),
 };
 static const struct asr_ys_schema service_schema = {service_fields, ASR_YS_NFIELDS(service_fields),
                                                     service_done};
@@ -951,7 +1151,14 @@ static int service_defaults(struct asr_ys *c, struct asr_service_cfg *s, int lin
                                         .sandbox_procs = 1024,
                                         .sandbox_file_mb = 1024,
                                         .config_path = own(c)->cfg->path};
-    return s->health.path != NULL ? 0 : asr_ys_oom(c);
+    s->git.author_name = strdup("asr");
+    s->git.author_email = strdup("asr@localhost");
+    s->git.github.api_url = strdup("https://api.github.com");
+    s->git.github.base = strdup("main");
+    return s->health.path != NULL && s->git.author_name != NULL && s->git.author_email != NULL &&
+                   s->git.github.api_url != NULL && s->git.github.base != NULL
+               ? 0
+               : asr_ys_oom(c);
 }
 
 static int set_services(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
@@ -1050,6 +1257,32 @@ static const struct asr_ys_field detection_fields[] = {
 static const struct asr_ys_schema detection_schema = {
     detection_fields, ASR_YS_NFIELDS(detection_fields), detection_done};
 
+/* A token never goes over plain http to another host. */
+static int notify_done(struct asr_ys *c, yaml_node_t *map, void *obj)
+{
+    const struct asr_notify_cfg *nc = obj;
+    char host[256];
+    if (nc->token_env != NULL && strncmp(nc->url, "http://", 7) == 0) {
+        url_host(nc->url, host, sizeof(host));
+        if (!is_loopback_host(host))
+            return asr_ys_fail(c, asr_ys_line(map),
+                               "url: refusing to send the token over plain http to '%.200s'; use "
+                               "https",
+                               host);
+    }
+    return 0;
+}
+
+static const struct asr_ys_field notify_fields[] = {
+    {"url", asr_ys_set_str, true, offsetof(struct asr_notify_cfg, url), &chk_url_nocred, 0, 0},
+    {"token_env", asr_ys_set_str, false, offsetof(struct asr_notify_cfg, token_env), &chk_ident, 0,
+     0},
+    {"timeout_ms", asr_ys_set_int, false, offsetof(struct asr_notify_cfg, timeout_ms), NULL, 1,
+     300000},
+};
+static const struct asr_ys_schema notify_schema = {notify_fields, ASR_YS_NFIELDS(notify_fields),
+                                                   notify_done};
+
 static int root_done(struct asr_ys *c, yaml_node_t *map, void *obj)
 {
     struct asr_config *cfg = obj;
@@ -1070,6 +1303,7 @@ static const struct asr_ys_field root_fields[] = {
     F_ROOT(playbooks, set_path, false, NULL),
     F_ROOT(llm, asr_ys_set_map, false, &llm_schema),
     F_ROOT(detection, asr_ys_set_map, false, &detection_schema),
+    F_ROOT(notify, asr_ys_set_map, false, &notify_schema),
 };
 static const struct asr_ys_schema root_schema = {root_fields, ASR_YS_NFIELDS(root_fields),
                                                  root_done};
@@ -1140,6 +1374,7 @@ int asr_config_parse(const char *name, const char *dir, const char *text, size_t
                                                 .group_window_ms = 30000,
                                                 .generic = true,
                                                 .rate_jump = 5};
+    cfg->notify.timeout_ms = 5000;
     cfg->llm = (struct asr_llm_cfg){.timeout_ms = 60000,
                                     .max_attempts = 3,
                                     .max_tokens = 4096,
@@ -1243,12 +1478,21 @@ void asr_config_free(struct asr_config *cfg)
         argv_free(s->log_files);
         argv_free(s->policy.patch_paths);
         argv_free(s->policy.approval);
+        free(s->git.author_name);
+        free(s->git.author_email);
+        free(s->git.remote);
+        free(s->git.token_env);
+        free(s->git.github.api_url);
+        free(s->git.github.repo);
+        free(s->git.github.base);
     }
     free(cfg->services);
     free(cfg->llm.provider);
     free(cfg->llm.base_url);
     free(cfg->llm.model);
     free(cfg->llm.api_key_env);
+    free(cfg->notify.url);
+    free(cfg->notify.token_env);
     free(cfg->path);
     free(cfg->dir);
     free(cfg->state_dir);

@@ -272,6 +272,17 @@ static void test_full_fixture(void **state)
     assert_int_equal(s->deploy.drain_timeout_ms, 3000);
     assert_int_equal(s->deploy.stop_grace_ms, 2000);
     assert_int_equal(s->deploy.verify_window_ms, 1500);
+    assert_string_equal(s->git.author_name, "Shop Bot");
+    assert_string_equal(s->git.author_email, "bot@shop.example");
+    snprintf(want, sizeof(want), "%s/tests/fixtures/config/mirror.git", dir);
+    assert_string_equal(s->git.remote, want);
+    assert_string_equal(s->git.token_env, "ASR_TEST_GITHUB_TOKEN");
+    assert_string_equal(s->git.github.api_url, "https://github.example.com/api/v3");
+    assert_string_equal(s->git.github.repo, "acme/shop");
+    assert_string_equal(s->git.github.base, "release");
+    assert_string_equal(cfg->notify.url, "https://hooks.example.com/asr");
+    assert_string_equal(cfg->notify.token_env, "ASR_TEST_WEBHOOK_TOKEN");
+    assert_int_equal(cfg->notify.timeout_ms, 2500);
 
     s = asr_config_service(cfg, "api-2");
     assert_ptr_equal(s, &cfg->services[1]);
@@ -362,16 +373,17 @@ static void test_unknown_key(void **state)
     (void)state;
     EXPECT_ERR("services:\n" SVC "    bild: [make]\n",
                "t.yaml:6: services[0].bild: unknown key (expected one of: name, repo, build, test, "
-               "start, env, listen, health, logs, log_files, signatures, policy, restart, deploy)");
+               "start, env, listen, health, logs, log_files, signatures, policy, restart, deploy, "
+               "git)");
     EXPECT_ERR("service:\n" SVC,
                "t.yaml:1: service: unknown key (expected one of: state_dir, log_level, services, "
-               "playbooks, llm, detection)");
+               "playbooks, llm, detection, notify)");
     EXPECT_ERR("services:\n" SVC "    health: {path: /h, rize: 2}\n",
                "t.yaml:6: services[0].health.rize: unknown key (expected one of: path, "
                "interval_ms, timeout_ms, rise, fall)");
     /* A hostile key is shown escaped and cut, never as a second line. */
     EXPECT_ERR("\"a\\nb\": 1\n", "t.yaml:1: a\\x0ab: unknown key (expected one of: state_dir, "
-                                 "log_level, services, playbooks, llm, detection)");
+                                 "log_level, services, playbooks, llm, detection, notify)");
 }
 
 static void test_wrong_type(void **state)
@@ -828,7 +840,7 @@ static void test_alias_rejected(void **state)
                                "are rejected; write the value out)");
     /* An empty key is shown as '' rather than as the top level. */
     EXPECT_ERR("\"\": 1\n", "t.yaml:1: '': unknown key (expected one of: state_dir, log_level, "
-                            "services, playbooks, llm, detection)");
+                            "services, playbooks, llm, detection, notify)");
 }
 
 static void test_deep_nesting_rejected(void **state)
