@@ -78,4 +78,29 @@ int asr_git_commit_edits(const char *req, size_t len, char sha[41], bool *existe
  */
 int asr_git_revert(const char *req, size_t len, char sha[41], bool *existed, struct asr_err *err);
 
+/*
+ * Pushes one asr branch, refs/heads/<branch>, to a remote, with libgit2, and nothing else: the
+ * refspec is built from the checked branch name alone, so no other ref can be pushed. req:
+ *   {"repo": PATH, "branch": "asr/...", "remote": REMOTE, "sha"?: SHA, "token_env"?: NAME,
+ *    "force"?: false}
+ * REMOTE is a remote of the repository by name ("origin"), an https://, http:// or file:// URL,
+ * or an absolute path to a repository (a bare one, typically); its URL may not carry credentials,
+ * and ssh remotes are refused. sha, when given, must be the branch's tip (so the executor pushes
+ * exactly the commit it made). For https, the token is read from the environment variable
+ * token_env names, by this process, and given to libgit2's credential callback as
+ * x-access-token:<token> (GitHub's convention); never over plain http to a host that is not
+ * loopback. Redirects are not followed and no proxy is used.
+ *
+ * Idempotent: when the remote already has the branch at the same commit, nothing is sent and
+ * *existed is set. When it has the branch at a commit the local branch descends from, the push
+ * fast-forwards it. When it has it at a commit that is not in the local branch's history
+ * (another writer), the push is refused unless force is true, and force only ever applies to
+ * that asr/ branch.
+ *
+ * On success writes the branch's sha into sha. Returns 0, ASR_EINVAL (refused: err says why),
+ * ASR_ENOENT (no such branch), ASR_EPARSE, ASR_ENET (the remote could not be reached, or
+ * rejected the push: err has its words), ASR_ECONFIG (credentials missing or refused), ASR_EGIT.
+ */
+int asr_git_push(const char *req, size_t len, char sha[41], bool *existed, struct asr_err *err);
+
 #endif

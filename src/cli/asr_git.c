@@ -9,9 +9,13 @@
  *   asr-git export PATH SHA DEST      writes the commit's tree into DEST
  *   asr-git commit-edits [REQUEST]    commits edits in memory on a branch (asr_git_commit_edits)
  *   asr-git revert [REQUEST]          reverts a commit of a branch with a new commit
+ *   asr-git push [REQUEST]            pushes an asr/ branch to a remote (asr_git_push)
  * REQUEST is a file holding the JSON request (the daemon writes it into its state dir; see
- * execute/patch.c), or stdin when absent or "-". Both print "<40-hex sha>\tcreated\n", or
- * "<40-hex sha>\texisting\n" when the branch already held that commit (nothing was written).
+ * execute/patch.c), or stdin when absent or "-". commit-edits and revert print
+ * "<40-hex sha>\tcreated\n", or "<40-hex sha>\texisting\n" when the branch already held that
+ * commit (nothing was written); push prints "<40-hex sha>\tpushed\n", or
+ * "<40-hex sha>\texisting\n" when the remote already had the branch at that commit (nothing was
+ * sent). A token for an https remote is read from the environment variable the request names.
  * Errors are one line on stderr and exit status 1. Not meant for people.
  */
 #include "asr/fsutil.h"
@@ -55,14 +59,16 @@ static int run_request(const char *cmd, const char *path)
         return 1;
     char sha[41];
     bool existed = false;
+    bool push = strcmp(cmd, "push") == 0;
     int rc = strcmp(cmd, "revert") == 0 ? asr_git_revert(req, len, sha, &existed, &err)
+             : push                     ? asr_git_push(req, len, sha, &existed, &err)
                                         : asr_git_commit_edits(req, len, sha, &existed, &err);
     free(req);
     if (rc != 0) {
         fprintf(stderr, "%s\n", asr_err_msg(&err, rc));
         return 1;
     }
-    printf("%s\t%s\n", sha, existed ? "existing" : "created");
+    printf("%s\t%s\n", sha, existed ? "existing" : push ? "pushed" : "created");
     return 0;
 }
 
@@ -97,9 +103,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc >= 1 && argc <= 2 &&
-        (strcmp(argv[0], "commit-edits") == 0 || strcmp(argv[0], "revert") == 0))
+        (strcmp(argv[0], "commit-edits") == 0 || strcmp(argv[0], "revert") == 0 ||
+         strcmp(argv[0], "push") == 0))
         return run_request(argv[0], argc == 2 ? argv[1] : NULL);
     fprintf(stderr, "usage: asr-git resolve PATH [REF] | asr-git export PATH SHA DEST | "
-                    "asr-git commit-edits|revert [REQUEST]\n");
+                    "asr-git commit-edits|revert|push [REQUEST]\n");
     return 2;
 }

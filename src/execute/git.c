@@ -1090,3 +1090,304 @@ out:
     json_decref(root);
     return rc;
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Pushing an asr branch: asr-git push (docs/patching.md)
+ * ------------------------------------------------------------------------------------------- */
+
+struct push_ctx {
+    const char *token_env; /* the variable's name, for messages; NULL: none configured */
+    const char *token;     /* its value, read lazily; never copied */
+    bool plain_remote;     /* http:// to a host that is not loopback: the token is not sent */
+    int cred_calls;
+    char why[256];      /* our reason for failing inside a callback */
+    char rejected[256]; /* the remote's status for our ref, when it refused it */
+};
+
+static int cred_cb(git_credential **out, const char *url, const char *user_from_url,
+                   unsigned int allowed, void *payload)
+{
+    (void)url;
+    (void)user_from_url;
+    struct push_ctx *c = payload;
+    if (c->token_env == NULL) {
+        snprintf(c->why, sizeof(c->why),
+                 "the remote asks for credentials and git.token_env names no token");
+        return -1;
+    }
+    if (c->token == NULL)
+        c->token = getenv(c->token_env);
+    if (c->token == NULL || c->token[0] == '\0') {
+        snprintf(c->why, sizeof(c->why),
+                 "the remote asks for credentials and the environment variable %.100s "
+                 "(token_env) is not set",
+                 c->token_env);
+        return -1;
+    }
+    if (c->plain_remote) {
+        snprintf(c->why, sizeof(c->why),
+                 "refusing to send the token over plain http to a host that is not loopback; "
+                 "use https");
+        return -1;
+    }
+    if (++c->cred_calls > 1) {
+        snprintf(c->why, sizeof(c->why), "the remote refused the token in %.100s", c->token_env);
+        return -1;
+    }
+    if (!(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT)) {
+        snprintf(c->why, sizeof(c->why),
+                 "the remote wants credentials other than a token (allowed types %u)", allowed);
+        return -1;
+    }
+    return git_credential_userpass_plaintext_new(out, "x-access-token", c->token);
+}
+
+static int push_ref_cb(const char *refname, const char *status, void *payload)
+{
+    struct push_ctx *c = payload;
+    if (status != NULL)
+        snprintf(c->rejected, sizeof(c->rejected), "%s: %s", refname, status);
+    return 0;
+}
+
+static bool host_is_loopback(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return false;
+    p += 3;
+    const char *at = strchr(p, '@'), *slash = strchr(p, '/');
+    if (at != NULL && (slash == NULL || at < slash))
+        p = at + 1;
+    return strncmp(p, "localhost", 9) == 0 || strncmp(p, "127.", 4) == 0 ||
+           strncmp(p, "[::1]", 5) == 0;
+}
+
+/* Whether the URL is one asr pushes to (https, http, file, or a local path), without credentials
+ * in it. Returns NULL or the reason it is refused. */
+static const char *remote_url_problem(const char *url)
+{
+    if (url == NULL || url[0] == '\0')
+        return "it has no URL";
+    const char *sep = strstr(url, "://");
+    if (sep == NULL) {
+        if (url[0] == '/')
+            return NULL; /* a local path */
+        return strchr(url, ':') != NULL
+                   ? "it is an ssh remote (user@host:path); asr pushes over https with a token, "
+                     "or to a local path"
+                   : "it is neither a URL nor an absolute path";
+    }
+    if (strncmp(url, "file://", 7) == 0)
+        return NULL;
+    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
+        return "only https://, http://, file:// and local paths are pushed to (no ssh or git "
+               "protocol)";
+    const char *host = sep + 3;
+    size_t n = strcspn(host, "/?#");
+    if (memchr(host, '@', n) != NULL)
+        return "its URL carries credentials; use token_env instead";
+    return NULL;
+}
+
+int asr_git_push(const char *req, size_t len, char sha[41], bool *existed, struct asr_err *err)
+{
+    static const char *const keys[] = {"repo",      "branch", "remote", "sha",
+                                       "token_env", "force",  NULL};
+    json_t *root = NULL;
+    const char *repo_path, *branch, *remote_s, *want = NULL, *token_env = NULL;
+    bool force = false;
+    char refname[256], ex[80];
+    git_repository *repo = NULL;
+    git_remote *remote = NULL;
+    git_oid local;
+    struct push_ctx ctx = {0};
+    char *named_url = NULL;
+    *existed = false;
+    pthread_once(&git_once, git_init_once);
+
+    int rc = parse_request(req, len, keys, &root, err);
+    if (rc == 0)
+        rc = get_str(root, "repo", 4096, true, &repo_path, err);
+    if (rc == 0)
+        rc = get_str(root, "branch", 200, true, &branch, err);
+    if (rc == 0)
+        rc = check_branch(branch, refname, sizeof(refname), err);
+    if (rc == 0)
+        rc = get_str(root, "remote", 4096, true, &remote_s, err);
+    if (rc == 0)
+        rc = get_str(root, "sha", 40, false, &want, err);
+    if (rc == 0 && want != NULL && !is_hex40(want))
+        rc = asr_err_set(err, ASR_EINVAL, "request: 'sha' must be a full 40-hex commit sha");
+    if (rc == 0)
+        rc = get_str(root, "token_env", 128, false, &token_env, err);
+    for (size_t i = 0; rc == 0 && token_env != NULL && token_env[i] != '\0'; i++)
+        if (!(isalnum((unsigned char)token_env[i]) || token_env[i] == '_') ||
+            (i == 0 && isdigit((unsigned char)token_env[0])))
+            rc = asr_err_set(err, ASR_EINVAL,
+                             "request: 'token_env' must be an environment variable name");
+    if (rc == 0 && json_object_get(root, "force") != NULL) {
+        if (!json_is_boolean(json_object_get(root, "force")))
+            rc = asr_err_set(err, ASR_EINVAL, "request: 'force' must be true or false");
+        else
+            force = json_is_true(json_object_get(root, "force"));
+    }
+    if (rc != 0)
+        goto out;
+    for (const char *p = remote_s; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            rc = asr_err_set(err, ASR_EINVAL,
+                             "request: 'remote' holds a space or control "
+                             "character");
+            goto out;
+        }
+
+    /* The repository and the branch's tip. */
+    if (git_repository_open_ext(&repo, repo_path, 0, NULL) != 0) {
+        rc = asr_err_set(err, ASR_EGIT, "git: %s: not inside a git repository: %s", repo_path,
+                         git_msg());
+        goto out;
+    }
+    if (git_reference_name_to_id(&local, repo, refname) != 0) {
+        rc = asr_err_set(err, ASR_ENOENT, "refused: no branch %s in %s", branch, repo_path);
+        goto out;
+    }
+    git_oid_tostr(sha, 41, &local);
+    if (want != NULL && strcasecmp(want, sha) != 0) {
+        rc = asr_err_set(err, ASR_EINVAL, "refused: branch %s is at %.12s, not %.12s", branch, sha,
+                         want);
+        goto out;
+    }
+
+    /*
+     * The remote: a configured one by name (its pushurl, else its url, read from the repository's
+     * config), else a URL or a path. The URL checked is the URL pushed to: the remote is made
+     * in memory without the config's url.<base>.insteadOf rewriting (which could send the push
+     * elsewhere after the check; libgit2 1.5's rewriting also leaks its regex match data).
+     */
+    const char *url = NULL;
+    bool named = strstr(remote_s, "://") == NULL && remote_s[0] != '/';
+    if (named) {
+        bool ok_name = true;
+        for (const char *p = remote_s; *p != '\0' && ok_name; p++)
+            ok_name = isalnum((unsigned char)*p) || strchr("-_.", *p) != NULL;
+        char key[300];
+        git_buf cfg_url = GIT_BUF_INIT;
+        git_config *cfg = NULL;
+        if (ok_name && git_repository_config_snapshot(&cfg, repo) == 0) {
+            snprintf(key, sizeof(key), "remote.%s.pushurl", remote_s);
+            if (git_config_get_string_buf(&cfg_url, cfg, key) != 0) {
+                snprintf(key, sizeof(key), "remote.%s.url", remote_s);
+                if (git_config_get_string_buf(&cfg_url, cfg, key) != 0)
+                    ok_name = false;
+            }
+        } else {
+            ok_name = false;
+        }
+        git_config_free(cfg);
+        if (ok_name)
+            named_url = strdup(cfg_url.ptr);
+        git_buf_dispose(&cfg_url);
+        if (!ok_name || named_url == NULL) {
+            rc = asr_err_set(err, ASR_EINVAL,
+                             "refused: remote '%s' is not a remote of the repository (nor a URL "
+                             "or an absolute path)",
+                             shown(ex, sizeof(ex), remote_s, strlen(remote_s)));
+            goto out;
+        }
+        url = named_url;
+    } else {
+        url = remote_s;
+    }
+    const char *why = remote_url_problem(url);
+    if (why != NULL) {
+        rc = asr_err_set(err, ASR_EINVAL, "refused: remote '%s': %s",
+                         shown(ex, sizeof(ex), remote_s, strlen(remote_s)), why);
+        goto out;
+    }
+    git_remote_create_options ro;
+    git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+    ro.repository = repo;
+    ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    if (git_remote_create_with_opts(&remote, url, &ro) != 0) {
+        rc = asr_err_set(err, ASR_EGIT, "git: remote '%s': %s",
+                         shown(ex, sizeof(ex), remote_s, strlen(remote_s)), git_msg());
+        goto out;
+    }
+    ctx.token_env = token_env;
+    ctx.plain_remote = strncmp(url, "http://", 7) == 0 && !host_is_loopback(url);
+
+    git_remote_connect_options co;
+    git_remote_connect_options_init(&co, GIT_REMOTE_CONNECT_OPTIONS_VERSION);
+    co.callbacks.credentials = cred_cb;
+    co.callbacks.push_update_reference = push_ref_cb;
+    co.callbacks.payload = &ctx;
+    co.proxy_opts.type = GIT_PROXY_NONE;
+    co.follow_redirects = GIT_REMOTE_REDIRECT_NONE;
+    if (git_remote_connect_ext(remote, GIT_DIRECTION_PUSH, &co) != 0) {
+        rc = asr_err_set(err, ctx.why[0] != '\0' ? ASR_ECONFIG : ASR_ENET,
+                         "push: cannot reach remote '%s': %s",
+                         shown(ex, sizeof(ex), remote_s, strlen(remote_s)),
+                         ctx.why[0] != '\0' ? ctx.why : git_msg());
+        goto out;
+    }
+    /* Where the remote's branch is now. */
+    const git_remote_head **heads = NULL;
+    size_t nheads = 0;
+    const git_oid *theirs = NULL;
+    if (git_remote_ls(&heads, &nheads, remote) != 0) {
+        rc = asr_err_set(err, ASR_ENET, "push: listing remote '%s': %s",
+                         shown(ex, sizeof(ex), remote_s, strlen(remote_s)), git_msg());
+        goto out;
+    }
+    for (size_t i = 0; i < nheads && theirs == NULL; i++)
+        if (strcmp(heads[i]->name, refname) == 0)
+            theirs = &heads[i]->oid;
+    if (theirs != NULL && git_oid_equal(theirs, &local)) {
+        *existed = true;
+        goto out;
+    }
+    char spec[2 * sizeof(refname) + 4];
+    bool ff = theirs == NULL;
+    if (theirs != NULL) {
+        char t[41];
+        git_oid_tostr(t, sizeof(t), theirs);
+        ff = git_graph_descendant_of(repo, &local, theirs) == 1;
+        if (!ff && !force) {
+            rc = asr_err_set(err, ASR_EINVAL,
+                             "refused: the remote's %s is at %.12s, which is not in the history "
+                             "of %.12s (another writer?); not forced",
+                             branch, t, sha);
+            goto out;
+        }
+    }
+    snprintf(spec, sizeof(spec), "%s%s:%s", ff ? "" : "+", refname, refname);
+    char *specs[] = {spec};
+    git_strarray refspecs = {specs, 1};
+    git_push_options po;
+    git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
+    po.callbacks = co.callbacks;
+    po.proxy_opts.type = GIT_PROXY_NONE;
+    po.follow_redirects = GIT_REMOTE_REDIRECT_NONE;
+    /* Only the upload: no tips are updated in the local repository (no remote-tracking refs). */
+    if (git_remote_upload(remote, &refspecs, &po) != 0) {
+        rc = asr_err_set(err, ctx.why[0] != '\0' ? ASR_ECONFIG : ASR_ENET,
+                         "push: %s to remote '%s': %s", branch,
+                         shown(ex, sizeof(ex), remote_s, strlen(remote_s)),
+                         ctx.why[0] != '\0' ? ctx.why : git_msg());
+        goto out;
+    }
+    if (ctx.rejected[0] != '\0') {
+        rc = asr_err_set(err, ASR_ENET, "push: remote '%s' rejected %s",
+                         shown(ex, sizeof(ex), remote_s, strlen(remote_s)), ctx.rejected);
+        goto out;
+    }
+out:
+    if (remote != NULL)
+        git_remote_disconnect(remote);
+    git_remote_free(remote);
+    git_repository_free(repo);
+    free(named_url);
+    json_decref(root);
+    return rc;
+}

@@ -5,7 +5,8 @@
  * Place in the pipeline: EXECUTE. The request goes to asr-git as a file in the state dir rather
  * than on its stdin: spawn.c gives children no stdin, and a file is argv-only, visible to the
  * operator while the child runs, and removed when it exits. asr-git answers one line on stdout
- * ("<sha>\tcreated" or "<sha>\texisting") or one line on stderr and exit status 1.
+ * ("<sha>\tcreated", "<sha>\tpushed" or "<sha>\texisting") or one line on stderr and exit
+ * status 1.
  */
 #include "execute/patch.h"
 #include "asr/fsutil.h"
@@ -240,7 +241,8 @@ static void exit_cb(struct asr_proc *p, int status, int sig, bool timed_out, voi
         r.rc = ASR_ETIMEOUT;
         r.error = "asr-git timed out";
     } else if (status == 0 && tab != NULL && tab - out == 40 &&
-               (strcmp(tab + 1, "created") == 0 || strcmp(tab + 1, "existing") == 0)) {
+               (strcmp(tab + 1, "created") == 0 || strcmp(tab + 1, "existing") == 0 ||
+                strcmp(tab + 1, "pushed") == 0)) {
         memcpy(r.sha, out, 40);
         r.sha[40] = '\0';
         r.existed = strcmp(tab + 1, "existing") == 0;
@@ -466,4 +468,28 @@ int asr_patch_clear_stale_lock(const char *repo, int64_t incident, bool *removed
     if (errno == ENOENT)
         return 0;
     return asr_err_set(err, ASR_EIO, "patch: cannot remove %s: %s", lock, strerror(errno));
+}
+
+int asr_patch_push(uv_loop_t *loop, const struct asr_patch_push_req *q, asr_patch_done_cb done,
+                   void *data, struct asr_patch_op **out, struct asr_err *err)
+{
+    int rc = need(q->git_exe, "the asr-git binary", err);
+    if (rc == 0)
+        rc = need(q->state_dir, "the state dir", err);
+    if (rc == 0)
+        rc = need(q->repo, "the repository", err);
+    if (rc == 0)
+        rc = need(q->remote, "the remote (git.remote)", err);
+    if (rc != 0)
+        return rc;
+    char branch[64];
+    asr_patch_branch(q->incident, branch, sizeof(branch));
+    json_t *req =
+        json_pack("{s:s, s:s, s:s, s:s*, s:s*, s:b}", "repo", q->repo, "branch", branch, "remote",
+                  q->remote, "sha", q->sha, "token_env", q->token_env, "force", q->force);
+    if (req == NULL)
+        return asr_err_set(err, ASR_EINVAL, "patch: a push field is not valid UTF-8");
+    rc = start(loop, q->git_exe, q->state_dir, "push", req, q->timeout_ms, done, data, out, err);
+    json_decref(req);
+    return rc;
 }

@@ -7,8 +7,10 @@
  * actions.c) becomes a commit on refs/heads/asr/incident-<id> of the service's repository, made
  * in memory by `asr-git commit-edits` (src/execute/git.c; docs/patching.md): the daemon never
  * loads libgit2, and the operator's HEAD, index and work tree are never touched. A failed patch
- * is undone by `asr-git revert`: a new commit, never a rewrite of history. Both are idempotent
- * (a restarted daemon that asks again gets the same sha back, marked "existing").
+ * is undone by `asr-git revert`: a new commit, never a rewrite of history. The branch can then be
+ * pushed to the service's git.remote by `asr-git push` (and a pull request opened, github.h).
+ * All three are idempotent (a restarted daemon that asks again gets the same sha back, marked
+ * "existing").
  */
 #ifndef ASR_EXECUTE_PATCH_H
 #define ASR_EXECUTE_PATCH_H
@@ -89,6 +91,18 @@ struct asr_patch_revert_req {
     int timeout_ms;
 };
 
+/* A push of the incident's branch to the service's git.remote (see asr_git_push in
+ * include/asr/git.h). */
+struct asr_patch_push_req {
+    const char *git_exe, *state_dir, *repo;
+    int64_t incident;      /* the branch asr/incident-<incident> is pushed, and nothing else */
+    const char *sha;       /* NULL, or the 40-hex commit the branch must be at */
+    const char *remote;    /* git.remote: a remote's name, a URL or an absolute path */
+    const char *token_env; /* git.token_env, or NULL; asr-git reads the token itself */
+    bool force;            /* replace a remote branch that is not in the local history */
+    int timeout_ms;        /* 0: ASR_PATCH_TIMEOUT_MS */
+};
+
 struct asr_patch_op;
 
 /*
@@ -114,6 +128,15 @@ int asr_patch_revert(uv_loop_t *loop, const struct asr_patch_revert_req *req,
  * one. */
 int asr_patch_clear_stale_lock(const char *repo, int64_t incident, bool *removed,
                                struct asr_err *err);
+
+/*
+ * The same for `asr-git push REQUEST`: r->sha is the branch's commit, r->existed says the remote
+ * already had it (nothing was sent). Errors (r->rc ASR_EGIT) carry asr-git's line: a remote that
+ * cannot be reached or rejects the push, credentials missing or refused, another writer's commits
+ * on the remote branch.
+ */
+int asr_patch_push(uv_loop_t *loop, const struct asr_patch_push_req *req, asr_patch_done_cb done,
+                   void *data, struct asr_patch_op **out, struct asr_err *err);
 
 /* Kills the child (its whole process group), removes the request file and frees op; done is
  * not called. Accepts NULL. Only before done has been called. */
