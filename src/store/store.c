@@ -1157,15 +1157,33 @@ void asr_events_free(struct asr_event *e, size_t n)
     free(e);
 }
 
+/*
+ * Events are the informational timeline (slot started, build passed, ...), written many times per
+ * deployment. They are committed without their own fsync (synchronous=NORMAL for that commit):
+ * their WAL frames reach the disk with the next FULL commit, which syncs the whole WAL, or at a
+ * checkpoint. A process crash loses none of them (the frames are in the OS's cache); a power
+ * failure can lose the last few, never an incident, a plan, a journal row or an audit row. Each
+ * fsync costs 2-7 ms on the demo's machine, and a deployment writes a dozen events: that was most
+ * of asr's own time in a remediation (bench figures in docs/execution.md, "The demo").
+ */
+static void set_synchronous(struct asr_store *st, bool full)
+{
+    sqlite3_exec(st->db, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", NULL,
+                 NULL, NULL);
+}
+
 int asr_store_event_add(struct asr_store *st, const char *service, const char *actor,
                         const char *kind, const char *detail, struct asr_err *err)
 {
     const char *op = "add event";
     if (st == NULL || !nonempty(actor) || !nonempty(kind))
         return asr_store_bad_arg(err, op, "no store, actor or kind");
+    set_synchronous(st, false);
     int rc = asr_store_begin(st, op, err);
-    if (rc != 0)
+    if (rc != 0) {
+        set_synchronous(st, true);
         return rc;
+    }
     sqlite3_stmt *s = stmt(st, S_EVENT_INSERT, op, err);
     if (s == NULL) {
         rc = ASR_EDB;
@@ -1182,7 +1200,9 @@ int asr_store_event_add(struct asr_store *st, const char *service, const char *a
     }
     rc = asr_store_run(st, s, op, err);
 out:
-    return asr_store_finish(st, rc, op, err);
+    rc = asr_store_finish(st, rc, op, err);
+    set_synchronous(st, true);
+    return rc;
 }
 
 static int read_event_cb(sqlite3_stmt *s, void *row)
