@@ -52,6 +52,39 @@ static int validate_escalate(const json_t *args, const struct asr_service_cfg *s
     return 0;
 }
 
+static int validate_notify(const json_t *args, const struct asr_service_cfg *svc,
+                           struct asr_err *err)
+{
+    (void)svc;
+    static const char *const keys[] = {"message", NULL};
+    int rc = only_keys(args, keys, err);
+    if (rc != 0)
+        return rc;
+    const json_t *m = json_object_get(args, "message");
+    if (!json_is_string(m) || json_string_length(m) == 0 || json_string_length(m) > 4096)
+        return fail(err, "message: expected a string of 1 to 4096 bytes%s%s", "", "");
+    return 0;
+}
+
+/* deploy {ref}: a branch, tag or commit of the service's repository, never an option. */
+static int validate_deploy(const json_t *args, const struct asr_service_cfg *svc,
+                           struct asr_err *err)
+{
+    (void)svc;
+    static const char *const keys[] = {"ref", NULL};
+    int rc = only_keys(args, keys, err);
+    if (rc != 0)
+        return rc;
+    const char *ref = json_string_value(json_object_get(args, "ref"));
+    size_t n = ref != NULL ? strlen(ref) : 0;
+    if (ref == NULL || n == 0 || n > 200 || ref[0] == '-' || strstr(ref, "..") != NULL)
+        return fail(err, "ref: expected a branch, tag or commit of 1 to 200 bytes%s%s", "", "");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)ref[i] <= ' ' || ref[i] == 0x7f || strchr("~^:?*[\\", ref[i]) != NULL)
+            return fail(err, "ref: '%.200s' is not a valid git ref%s", ref, "");
+    return 0;
+}
+
 /* Matches one path segment against one glob segment ('*' and '?' only). */
 static bool seg_match(const char *g, size_t gl, const char *s, size_t sl)
 {
@@ -195,6 +228,9 @@ static const struct asr_action actions[] = {
     {"restart", "restart the serving slot of the service", validate_none, 30000},
     {"rollback", "cut over to the last good release", validate_none, 60000},
     {"patch", "commit search/replace edits, build, test and deploy them", validate_patch, 600000},
+    {"deploy", "build, test and deploy a ref of the service's repository", validate_deploy, 600000},
+    {"notify", "POST an event with the step's message to the configured webhook", validate_notify,
+     10000},
     {"escalate", "hand the incident to a person", validate_escalate, 1000},
 };
 
@@ -216,11 +252,14 @@ int asr_action_check(const char *name, const json_t *args, const struct asr_serv
                      struct asr_err *err)
 {
     const struct asr_action *a = asr_action_find(name);
-    if (a == NULL)
-        return asr_err_set(err, ASR_EINVAL,
-                           "action '%.64s' is not on the whitelist (restart, rollback, patch, "
-                           "escalate)",
-                           name != NULL ? name : "");
+    if (a == NULL) {
+        char names[200] = "";
+        for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                     i > 0 ? ", " : "", actions[i].name);
+        return asr_err_set(err, ASR_EINVAL, "action '%.64s' is not on the whitelist (%s)",
+                           name != NULL ? name : "", names);
+    }
     if (args == NULL || !json_is_object(args))
         return asr_err_set(err, ASR_EINVAL, "action %s: arguments must be a mapping", a->name);
     struct asr_err e2 = {0};

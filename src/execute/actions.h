@@ -45,7 +45,7 @@ const struct asr_action *asr_action_find(const char *name);
 /* The whole table, for listings; *n gets its length. */
 const struct asr_action *asr_actions(size_t *n);
 /* asr_action_find + validate, with one error message naming the action:
- * "action 'reboot' is not on the whitelist (restart, rollback, patch, escalate)" or
+ * "action 'reboot' is not on the whitelist (restart, rollback, patch, deploy, notify, escalate)" or
  * "action patch: edits[2].path: '../etc/passwd' is outside the service's patch_paths". */
 int asr_action_check(const char *name, const json_t *args, const struct asr_service_cfg *svc,
                      struct asr_err *err);

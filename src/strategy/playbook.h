@@ -28,7 +28,7 @@
  * over their caps, YAML anchors and aliases, several documents, and steps that the action
  * whitelist (src/execute/actions.h) refuses are all errors. The error is one line
  * "FILE:LINE: KEY.PATH: REASON", e.g. "db.yaml:9: steps[0]: action 'reboot' is not on the
- * whitelist (restart, rollback, patch, escalate)".
+ * whitelist (restart, rollback, patch, deploy, notify, escalate)".
  */
 #ifndef ASR_STRATEGY_PLAYBOOK_H
 #define ASR_STRATEGY_PLAYBOOK_H

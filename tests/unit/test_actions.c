@@ -28,7 +28,7 @@ static void test_whitelist(void **state)
     (void)state;
     size_t n;
     const struct asr_action *a = asr_actions(&n);
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 6);
     assert_string_equal(a[0].name, "restart");
     assert_non_null(asr_action_find("rollback"));
     assert_null(asr_action_find("reboot"));
@@ -36,7 +36,13 @@ static void test_whitelist(void **state)
     char msg[256];
     assert_int_equal(check("reboot", "{}", NULL, msg, sizeof(msg)), ASR_EINVAL);
     assert_string_equal(msg, "action 'reboot' is not on the whitelist (restart, rollback, patch, "
-                             "escalate)");
+                             "deploy, notify, escalate)");
+    assert_int_equal(check("notify", "{\"message\": \"db is slow\"}", NULL, msg, sizeof(msg)), 0);
+    assert_int_equal(check("notify", "{}", NULL, msg, sizeof(msg)), ASR_EINVAL);
+    assert_int_equal(check("deploy", "{\"ref\": \"v1.2\"}", NULL, msg, sizeof(msg)), 0);
+    assert_int_equal(check("deploy", "{\"ref\": \"--upload-pack=x\"}", NULL, msg, sizeof(msg)),
+                     ASR_EINVAL);
+    assert_int_equal(check("deploy", "{\"ref\": \"a b\"}", NULL, msg, sizeof(msg)), ASR_EINVAL);
     assert_int_equal(check("restart", "{}", NULL, msg, sizeof(msg)), 0);
     assert_int_equal(check("restart", "{\"force\": true}", NULL, msg, sizeof(msg)), ASR_EINVAL);
     assert_string_equal(msg, "action restart: unknown argument 'force'");
