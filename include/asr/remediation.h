@@ -14,6 +14,7 @@
 #include "asr/store.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* States. awaiting_approval and running are "in flight"; the others are final. */
@@ -59,9 +60,44 @@ struct asr_remediation_counts {
     int64_t in_flight;     /* the service's remediations awaiting approval or running */
     int64_t acted;         /* the service's remediations that ran, created since `since` */
     int64_t last_finished; /* when the fingerprint's last remediation that ran finished, 0 */
+    int64_t last_acted;    /* when the newest of the `acted` ones started, 0 */
+    int64_t in_flight_id, in_flight_incident; /* the oldest in flight and its incident, 0 */
 };
 int asr_remediation_counts(struct asr_store *st, const char *service, const char *fingerprint,
                            int64_t since, struct asr_remediation_counts *out, struct asr_err *err);
+
+/*
+ * What the circuit of a service is decided from (execute/policy.h, docs/execution.md "Storms and
+ * the circuit"): the supervisor's side of a storm read from the service's events, and the
+ * newest remediation of the service that ran and did not remove its fault. All times are the
+ * store's wall ms; 0 means none.
+ */
+struct asr_circuit_facts {
+    int64_t switched_at;  /* the newest deploy.switched (a deploy, a rollback, asr's start) */
+    int64_t failed_at;    /* the newest service.failed after it: the restart budget is spent */
+    char failed_why[200]; /* that event's detail ("20 restarts within 60000 ms; last: ...") */
+    int64_t last_crash;   /* the newest slot.exited (an exit asr did not ask for) */
+    int64_t rem_id;       /* the newest remediation that ran and ended failed or escalated */
+    int64_t rem_incident; /* ... its incident */
+    int64_t rem_started, rem_finished;
+    int64_t crashes_during; /* slot.exited events while it ran */
+    int64_t calm_after;     /* the longest time without a slot.exited from rem_finished to now (to
+                               failed_at when the service is failed: it does not run, so it is not
+                               calm) */
+};
+/* Fills *out for service at now. Reads the service's events back to the newest deploy.switched
+ * (or to the remediation's start when that is older). Returns 0 or ASR_EDB. */
+int asr_remediation_circuit_facts(struct asr_store *st, const char *service, int64_t now,
+                                  struct asr_circuit_facts *out, struct asr_err *err);
+/* How many refusals of service made since `since` say the circuit is open (their reason starts
+ * with "circuit open"): 0 means the circuit has not been announced since then. */
+int asr_remediation_circuit_notes(struct asr_store *st, const char *service, int64_t since,
+                                  int64_t *out, struct asr_err *err);
+/* The incidents still open whose remediation was refused while remediation rem_id was in flight
+ * (their reason starts with "held on remediation <rem_id> "), oldest first, at most cap of them
+ * in ids; *n gets how many there are in all. Returns 0 or ASR_EDB. */
+int asr_remediation_held(struct asr_store *st, int64_t rem_id, int64_t *ids, size_t cap, size_t *n,
+                         struct asr_err *err);
 
 /* The journal. phase is "intent" or "result"; ok is ignored for an intent. detail is JSON text
  * (NULL: {}). Writing the same (key, phase) twice is refused with ASR_EINVAL, never repeated. */

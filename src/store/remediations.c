@@ -41,7 +41,29 @@ static const char sql_counts[] =
     "SELECT (SELECT count(*) FROM remediations WHERE service = ?1 AND state IN "
     "('awaiting_approval', 'running')), (SELECT count(*) FROM remediations WHERE service = ?1 "
     "AND started_at IS NOT NULL AND created_at >= ?3), (SELECT coalesce(max(finished_at), 0) "
-    "FROM remediations WHERE fingerprint = ?2 AND started_at IS NOT NULL)";
+    "FROM remediations WHERE fingerprint = ?2 AND started_at IS NOT NULL), "
+    "(SELECT coalesce(max(started_at), 0) FROM remediations WHERE service = ?1 AND started_at "
+    "IS NOT NULL AND created_at >= ?3), "
+    "(SELECT id FROM remediations WHERE service = ?1 AND state IN ('awaiting_approval', "
+    "'running') ORDER BY id LIMIT 1), "
+    "(SELECT incident_id FROM remediations WHERE service = ?1 AND state IN "
+    "('awaiting_approval', 'running') ORDER BY id LIMIT 1)";
+/* The circuit (asr_remediation_circuit_facts): the newest remediation that ran and did not
+ * remove its fault, then the service's events from the newest back. */
+static const char sql_circuit_rem[] =
+    "SELECT id, incident_id, started_at, coalesce(finished_at, 0) FROM remediations "
+    "WHERE service = ?1 AND started_at IS NOT NULL AND state IN ('failed', 'escalated') "
+    "ORDER BY finished_at DESC, id DESC LIMIT 1";
+static const char sql_circuit_events[] =
+    "SELECT at, kind, detail FROM events WHERE service = ?1 AND kind IN ('deploy.switched', "
+    "'service.failed', 'slot.exited') ORDER BY id DESC";
+static const char sql_circuit_notes[] =
+    "SELECT count(*) FROM remediations WHERE service = ?1 AND created_at >= ?2 AND state = "
+    "'refused' AND reason LIKE 'circuit open%'";
+static const char sql_held[] =
+    "SELECT r.incident_id FROM remediations r JOIN incidents i ON i.id = r.incident_id "
+    "WHERE r.service = (SELECT service FROM remediations WHERE id = ?1) AND r.state = 'refused' "
+    "AND r.reason LIKE ?2 AND i.status = 'open' ORDER BY r.id";
 static const char sql_journal[] =
     "INSERT INTO journal (remediation_id, step, action, phase, idem_key, at, ok, detail) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -263,11 +285,124 @@ int asr_remediation_counts(struct asr_store *st, const char *service, const char
         out->in_flight = sqlite3_column_int64(s, 0);
         out->acted = sqlite3_column_int64(s, 1);
         out->last_finished = sqlite3_column_int64(s, 2);
+        out->last_acted = sqlite3_column_int64(s, 3);
+        out->in_flight_id = sqlite3_column_int64(s, 4);
+        out->in_flight_incident = sqlite3_column_int64(s, 5);
     } else {
         rc = asr_store_fail(st, op, err);
     }
     asr_store_reset(s);
     return rc;
+}
+
+int asr_remediation_circuit_facts(struct asr_store *st, const char *service, int64_t now,
+                                  struct asr_circuit_facts *out, struct asr_err *err)
+{
+    const char *op = "circuit facts";
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *s = asr_store_prepare(st, sql_circuit_rem, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    asr_store_bind_str(s, 1, service);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        out->rem_id = sqlite3_column_int64(s, 0);
+        out->rem_incident = sqlite3_column_int64(s, 1);
+        out->rem_started = sqlite3_column_int64(s, 2);
+        out->rem_finished = sqlite3_column_int64(s, 3);
+    }
+    asr_store_reset(s);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return asr_store_fail(st, op, err);
+    /*
+     * Newest first. The first deploy.switched ends what a service.failed can mean (a deploy
+     * clears the supervisor's failure). The scan goes on past it only when the remediation ended
+     * after it, and only back to the remediation's start: to count the crashes while it ran and
+     * the calm since it ended. So it reads the events since the last deploy, not the history.
+     */
+    s = asr_store_prepare(st, sql_circuit_events, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    asr_store_bind_str(s, 1, service);
+    int64_t prev = now; /* the crash after the one being read (now, for the newest) */
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t at = sqlite3_column_int64(s, 0);
+        const char *kind = (const char *)sqlite3_column_text(s, 1);
+        if (out->switched_at != 0 &&
+            (out->rem_id == 0 || out->rem_finished < out->switched_at || at < out->rem_started))
+            break;
+        if (kind == NULL)
+            continue;
+        if (strcmp(kind, "deploy.switched") == 0) {
+            if (out->switched_at == 0)
+                out->switched_at = at;
+        } else if (strcmp(kind, "service.failed") == 0) {
+            if (out->switched_at == 0 && out->failed_at == 0) {
+                const char *d = (const char *)sqlite3_column_text(s, 2);
+                out->failed_at = at;
+                snprintf(out->failed_why, sizeof(out->failed_why), "%s", d != NULL ? d : "");
+                /* A failed service does not run: its calm ends where it stopped running. */
+                prev = at;
+            }
+        } else { /* slot.exited */
+            if (out->last_crash == 0)
+                out->last_crash = at;
+            if (out->rem_id != 0 && at >= out->rem_finished) {
+                if (prev - at > out->calm_after)
+                    out->calm_after = prev - at;
+                prev = at;
+            } else if (out->rem_id != 0 && at >= out->rem_started) {
+                out->crashes_during++;
+            }
+        }
+    }
+    asr_store_reset(s);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return asr_store_fail(st, op, err);
+    if (out->rem_id != 0 && prev - out->rem_finished > out->calm_after)
+        out->calm_after = prev - out->rem_finished;
+    return 0;
+}
+
+int asr_remediation_circuit_notes(struct asr_store *st, const char *service, int64_t since,
+                                  int64_t *out, struct asr_err *err)
+{
+    const char *op = "circuit notes";
+    *out = 0;
+    sqlite3_stmt *s = asr_store_prepare(st, sql_circuit_notes, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    asr_store_bind_str(s, 1, service);
+    sqlite3_bind_int64(s, 2, since);
+    int rc = 0;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    else
+        rc = asr_store_fail(st, op, err);
+    asr_store_reset(s);
+    return rc;
+}
+
+int asr_remediation_held(struct asr_store *st, int64_t rem_id, int64_t *ids, size_t cap, size_t *n,
+                         struct asr_err *err)
+{
+    const char *op = "held incidents";
+    *n = 0;
+    char like[64];
+    snprintf(like, sizeof(like), "held on remediation %lld %%", (long long)rem_id);
+    sqlite3_stmt *s = asr_store_prepare(st, sql_held, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    sqlite3_bind_int64(s, 1, rem_id);
+    asr_store_bind_str(s, 2, like);
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n < cap)
+            ids[*n] = sqlite3_column_int64(s, 0);
+        (*n)++;
+    }
+    asr_store_reset(s);
+    return r == SQLITE_DONE ? 0 : asr_store_fail(st, op, err);
 }
 
 int asr_journal_write(struct asr_store *st, int64_t remediation_id, int step, const char *action,
