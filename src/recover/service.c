@@ -694,7 +694,11 @@ static void deploy_switch(struct deploy *d)
     svc->restart_pending = false;
     svc->failed = false;
     svc->crash_streak = 0;
-    svc->restart_log_n = 0;
+    /* A new release gets a fresh restart budget. The same release again (asr's blue/green
+     * restart, a redeploy) does not: the window goes on, so a remediation cannot hand a crash
+     * storm a second budget (docs/execution.md, "Storms and the circuit"). */
+    if (d->release_id != d->from_release)
+        svc->restart_log_n = 0;
     if (old >= 0 && old != s->idx)
         slot_stop(&svc->slots[old], NULL, NULL);
     struct asr_err err = {0};
