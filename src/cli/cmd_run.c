@@ -800,10 +800,11 @@ int cmd_run(int argc, char **argv)
     d.loop = uv_default_loop();
     d.started_at = asr_time_wall_ms();
     /* The helpers live next to asr: the exec shim, git, and the LLM worker. */
-    char shim[4096 + 16], git_exe[4096 + 16];
+    char shim[4096 + 16], git_exe[4096 + 16], post_exe[4096 + 16];
     if (cli_helper_path("asr-exec", shim, sizeof(shim), "run") != 0 ||
         cli_helper_path("asr-git", git_exe, sizeof(git_exe), "run") != 0 ||
-        cli_helper_path("asr-llm", d.llm_exe, sizeof(d.llm_exe), "run") != 0)
+        cli_helper_path("asr-llm", d.llm_exe, sizeof(d.llm_exe), "run") != 0 ||
+        cli_helper_path("asr-post", post_exe, sizeof(post_exe), "run") != 0)
         goto out;
     asr_spawn_set_shim(shim);
     d.ctx = (struct asr_runtime_ctx){.loop = d.loop,
@@ -826,6 +827,7 @@ int cmd_run(int argc, char **argv)
                                     .resolve = exec_resolve,
                                     .data = &d,
                                     .git_exe = git_exe,
+                                    .post_exe = post_exe,
                                     .state_dir = d.state_dir};
     if (asr_executor_create(&xenv, &d.executor, &err) != 0) {
         cli_error("run", "%s", err.msg);

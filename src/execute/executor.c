@@ -8,6 +8,7 @@
 #include "asr/log.h"
 #include "asr/remediation.h"
 #include "asr/timeutil.h"
+#include "execute/outbound.h"
 #include "execute/patch.h"
 #include "execute/policy.h"
 #include "recover/health.h"
@@ -35,6 +36,8 @@ struct run {
     json_t *verify; /* the plan's verify block (a request to replay), or NULL */
     char *strategy, *title, *rationale; /* of the plan, for the commit message */
     char commit[41]; /* the patch step's commit, until it is verified or reverted */
+    char fixed[41];  /* ... and once it is verified: the fix, published and announced */
+    char fix_title[ASR_PATCH_TITLE_MAX + 1]; /* the patch's title (its commit's subject) */
     bool deployed;   /* ... and it was deployed (a failure then also rolls back) */
     int64_t release; /* ... as this release */
     bool replay_ok;  /* the replay met the playbook's expectation */
@@ -48,6 +51,7 @@ struct run {
 
 struct asr_executor {
     struct asr_executor_env env;
+    struct asr_outbound *out; /* events and published fixes (outbound.h) */
     struct run *runs;
 };
 
@@ -133,6 +137,48 @@ static void journal(struct run *r, const char *phase, bool ok, const char *fmt, 
     free(detail);
 }
 
+/* The run's outcome to the webhook, and a verified patch published (outbound.h). */
+static void announce(struct run *r, enum asr_notify_kind kind, const char *reason, int64_t mttr_ms)
+{
+    struct asr_executor *ex = r->ex;
+    struct asr_incident inc = {0};
+    struct asr_err err = {0};
+    bool have = asr_store_incident_get(ex->env.st, r->incident_id, &inc, &err) == 0;
+    char branch[64];
+    asr_patch_branch(r->incident_id, branch, sizeof(branch));
+    struct asr_notify_info info = {.kind = kind,
+                                   .incident = r->incident_id,
+                                   .plan = r->plan_id,
+                                   .remediation = r->rem_id,
+                                   .service = r->service,
+                                   .signature = have ? inc.signature : NULL,
+                                   .summary = have ? inc.line : NULL,
+                                   .reason = reason,
+                                   .mttr_ms = mttr_ms,
+                                   .branch = r->fixed[0] != '\0' ? branch : NULL,
+                                   .commit = r->fixed[0] != '\0' ? r->fixed : NULL};
+    asr_outbound_event(ex->out, ex->env.cfg, &info, -1, NULL, NULL);
+    const struct asr_service_cfg *svc = asr_config_service(ex->env.cfg, r->service);
+    if (kind == ASR_NOTIFY_REMEDIATED && r->fixed[0] != '\0' && svc != NULL) {
+        char verification[400];
+        snprintf(verification, sizeof(verification),
+                 "built, tested and deployed blue/green by asr; %s; MTTR %lld ms",
+                 r->replay_why[0] != '\0' ? r->replay_why : "healthy, with no new fault line",
+                 (long long)mttr_ms);
+        struct asr_github_pr_info pr = {.service = r->service,
+                                        .incident = r->incident_id,
+                                        .plan = r->plan_id,
+                                        .strategy = r->strategy,
+                                        .title = r->fix_title[0] != '\0' ? r->fix_title : r->title,
+                                        .summary = have ? inc.line : NULL,
+                                        .plan_text = r->rationale,
+                                        .verification = verification,
+                                        .commit = r->fixed};
+        asr_outbound_publish(ex->out, svc, r->rem_id, &pr);
+    }
+    asr_incident_free(&inc);
+}
+
 /* Ends a run: the remediation's final state, the lesson, the incident. */
 static void finish(struct run *r, const char *state, const char *reason)
 {
@@ -142,8 +188,10 @@ static void finish(struct run *r, const char *state, const char *reason)
         asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
     struct asr_incident inc = {0};
     bool ok = strcmp(state, ASR_REM_SUCCEEDED) == 0;
+    int64_t mttr_ms = -1;
     if (asr_store_incident_get(ex->env.st, r->incident_id, &inc, &err) == 0) {
         int64_t mttr = ok ? asr_time_wall_ms() - inc.first_seen : 0;
+        mttr_ms = ok ? mttr : -1;
         if (asr_plan_learn(ex->env.st, &inc, ok, mttr, &err) != 0)
             asr_error("execute: incident %lld: learning: %s", (long long)r->incident_id, err.msg);
         if (ok) {
@@ -158,9 +206,22 @@ static void finish(struct run *r, const char *state, const char *reason)
         }
     }
     asr_incident_free(&inc);
+    /* The circuit this failure leaves open and the incidents held on the run go with it. */
+    char note[700] = "";
+    const struct asr_service_cfg *cfg = asr_config_service(ex->env.cfg, r->service);
+    if (cfg != NULL && asr_policy_run_ended(ex->env.st, cfg, r->rem_id, ok, asr_time_wall_ms(),
+                                            note, sizeof(note), &err) < 0)
+        asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
     if (!ok)
-        asr_warn("incident %lld escalated to a person: remediation %lld %s: %s",
-                 (long long)r->incident_id, (long long)r->rem_id, state, reason);
+        asr_warn("incident %lld escalated to a person: remediation %lld %s: %s%s",
+                 (long long)r->incident_id, (long long)r->rem_id, state, reason, note);
+    else if (note[0] != '\0')
+        asr_warn("%s", note);
+    announce(r,
+             ok                                      ? ASR_NOTIFY_REMEDIATED
+             : strcmp(state, ASR_REM_ESCALATED) == 0 ? ASR_NOTIFY_ESCALATED
+                                                     : ASR_NOTIFY_FAILED,
+             reason, mttr_ms);
     run_free(r);
 }
 
@@ -239,8 +300,9 @@ static void next_step(struct run *r, const char *why)
                                           .incident = r->incident_id,
                                           .commit = r->commit,
                                           .reason = why,
-                                          .author_name = "asr",
-                                          .author_email = "asr@localhost"};
+                                          .author_name = svc != NULL ? svc->git.author_name : "asr",
+                                          .author_email = svc != NULL ? svc->git.author_email
+                                                                      : "asr@localhost"};
         struct asr_err err = {0};
         if (asr_patch_revert(ex->env.loop, &rq, revert_done_cb, r, NULL, &err) == 0) {
             r->in_op = true;
@@ -282,7 +344,8 @@ static void verify_cb(uv_timer_t *t)
     if (healthy && quiet && r->replay_ok) {
         journal(r, "result", true, "fault gone: %s%shealthy, and no fault line for %d ms",
                 r->verify != NULL ? r->replay_why : "", r->verify != NULL ? "; " : "", window);
-        r->commit[0] = '\0'; /* the patch stays */
+        memcpy(r->fixed, r->commit, sizeof(r->fixed)); /* the patch stays */
+        r->commit[0] = '\0';
         const char *a =
             json_string_value(json_object_get(json_array_get(r->steps, r->step), "action"));
         char why[200];
@@ -517,6 +580,7 @@ static int start_patch(struct run *r, struct asr_service *svc, json_t *st, struc
     asr_buf_init(&t, 4096);
     asr_buf_init(&why, 8192);
     const char *tt = title != NULL ? title : r->title;
+    snprintf(r->fix_title, sizeof(r->fix_title), "%s", tt);
     if (asr_redact(tt, strlen(tt), &t, NULL) == ASR_ENOMEM ||
         (r->rationale != NULL &&
          asr_redact(r->rationale, strlen(r->rationale), &why, NULL) == ASR_ENOMEM)) {
@@ -542,10 +606,45 @@ static int start_patch(struct run *r, struct asr_service *svc, json_t *st, struc
                                       .forbidden = (asr_argv)forbidden,
                                       .edits = json_object_get(st, "edits"),
                                       .message = msg,
-                                      .author_name = "asr",
-                                      .author_email = "asr@localhost"};
+                                      .author_name = cfg->git.author_name,
+                                      .author_email = cfg->git.author_email};
     int rc = asr_patch_commit(ex->env.loop, &rq, patch_done_cb, r, NULL, err);
     free(msg);
+    return rc;
+}
+
+/* A plan's notify step is sent, then the next step: a notification removes no fault. */
+static void notify_done(int rc, const char *detail, void *data)
+{
+    struct run *r = back(data);
+    if (r == NULL)
+        return;
+    set_key(r, "step");
+    journal(r, "result", rc == 0, "%s", detail);
+    r->step++;
+    run_step(r);
+}
+
+static int start_notify(struct run *r, json_t *st, struct asr_err *err)
+{
+    struct asr_executor *ex = r->ex;
+    struct asr_incident inc = {0};
+    bool have = asr_store_incident_get(ex->env.st, r->incident_id, &inc, err) == 0;
+    struct asr_notify_info info = {.kind = ASR_NOTIFY_NOTIFY,
+                                   .incident = r->incident_id,
+                                   .plan = r->plan_id,
+                                   .remediation = r->rem_id,
+                                   .service = r->service,
+                                   .signature = have ? inc.signature : NULL,
+                                   .summary = have ? inc.line : NULL,
+                                   .message = json_string_value(json_object_get(st, "message")),
+                                   .mttr_ms = -1};
+    int rc = asr_outbound_event(ex->out, ex->env.cfg, &info, (int)r->step + 1, notify_done, r);
+    asr_incident_free(&inc);
+    if (rc < 0 || rc > 1)
+        return asr_err_set(err, rc, "notify: the event could not be sent");
+    if (rc == 1 && !asr_notify_configured(ex->env.cfg))
+        return asr_err_set(err, ASR_ECONFIG, "notify: %s", asr_notify_refusal(ex->env.cfg));
     return rc;
 }
 
@@ -590,6 +689,14 @@ static void run_step(struct run *r)
         rc = asr_service_rollback(svc, NULL, op_done_cb, r, &err);
     } else if (strcmp(action, "patch") == 0) {
         rc = start_patch(r, svc, st, &err);
+    } else if (strcmp(action, "notify") == 0) {
+        rc = start_notify(r, st, &err);
+        if (rc == 1) { /* sent before this restart of asr: at most once */
+            journal(r, "result", true, "sent before asr restarted; not sent again");
+            r->step++;
+            run_step(r);
+            return;
+        }
     } else {
         asr_err_set(&err, ASR_EINVAL,
                     "%s: carrying out this action is not built yet (issue 5); the next step "
@@ -665,10 +772,11 @@ static bool only_escalate(json_t *steps)
     return true;
 }
 
-/* The first step the executor cannot carry out yet, or NULL. */
-static const char *unsupported(json_t *steps)
+/* Why the executor cannot carry out one of the steps (into why), or false when it can all. */
+static bool unsupported(const struct asr_config *cfg, json_t *steps, char *why, size_t cap)
 {
-    static const char *const can[] = {"restart", "rollback", "deploy", "patch", "escalate", NULL};
+    static const char *const can[] = {"restart",  "rollback", "deploy", "patch",
+                                      "escalate", "notify",   NULL};
     size_t i;
     json_t *s;
     json_array_foreach(steps, i, s)
@@ -677,10 +785,18 @@ static const char *unsupported(json_t *steps)
         bool ok = false;
         for (size_t k = 0; a != NULL && can[k] != NULL && !ok; k++)
             ok = strcmp(a, can[k]) == 0;
-        if (!ok)
-            return a != NULL ? a : "?";
+        if (!ok) {
+            snprintf(why, cap, "the plan has a %s step, which is not an action asr carries out",
+                     a != NULL ? a : "?");
+            return true;
+        }
+        const char *off = strcmp(a, "notify") == 0 ? asr_notify_refusal(cfg) : NULL;
+        if (off != NULL) {
+            snprintf(why, cap, "the plan has a notify step (%zu): %.300s", i + 1, off);
+            return true;
+        }
     }
-    return NULL;
+    return false;
 }
 
 static const char *state_of(enum asr_gate g)
@@ -698,6 +814,33 @@ static const char *state_of(enum asr_gate g)
         return ASR_REM_ESCALATED;
     }
     return ASR_REM_REFUSED;
+}
+
+/* A decision at the gate to the webhook (outbound.h): a plan waiting, an escalation. */
+static void gate_event(struct asr_executor *ex, const struct asr_incident *inc, int64_t plan_id,
+                       int64_t rem_id, enum asr_notify_kind kind, const char *why)
+{
+    struct asr_notify_info info = {.kind = kind,
+                                   .incident = inc->id,
+                                   .plan = plan_id,
+                                   .remediation = rem_id,
+                                   .service = inc->service,
+                                   .signature = inc->signature,
+                                   .summary = inc->line,
+                                   .reason = why,
+                                   .mttr_ms = -1};
+    asr_outbound_event(ex->out, ex->env.cfg, &info, -1, NULL, NULL);
+}
+
+static bool circuit_open(struct asr_executor *ex, const struct asr_service_cfg *svc)
+{
+    bool open = false;
+    int64_t since = 0;
+    char why[300];
+    struct asr_err err = {0};
+    return asr_policy_circuit(ex->env.st, svc, asr_time_wall_ms(), &open, &since, why, sizeof(why),
+                              &err) == 0 &&
+           open;
 }
 
 static void gate_input(struct asr_executor *ex, const struct asr_service_cfg *svc,
@@ -734,6 +877,8 @@ void asr_executor_plan(struct asr_executor *ex, int64_t plan_id, int64_t inciden
     }
     struct asr_gate_input in;
     gate_input(ex, svc, &inc, plan, 0, &in);
+    bool quiet = false; /* a refusal recorded, and escalated elsewhere (policy.h) */
+    in.quiet = &quiet;
     enum asr_gate g;
     char why[400];
     if (asr_policy_gate(ex->env.st, &in, &g, why, sizeof(why), &err) != 0) {
@@ -741,13 +886,13 @@ void asr_executor_plan(struct asr_executor *ex, int64_t plan_id, int64_t inciden
         goto out;
     }
     json_t *steps = json_object_get(plan, "steps");
-    const char *cannot = unsupported(steps);
-    if (cannot != NULL && (g == ASR_GATE_RUN || g == ASR_GATE_APPROVAL)) {
+    char cannot[400];
+    if ((g == ASR_GATE_RUN || g == ASR_GATE_APPROVAL) &&
+        unsupported(ex->env.cfg, steps, cannot, sizeof(cannot))) {
         /* Never half a plan, and no lesson drawn from a plan that was not tried. */
         g = ASR_GATE_REFUSE;
         snprintf(why, sizeof(why),
-                 "the plan has a %s step, which asr does not carry out yet (issue 5): a person "
-                 "applies it, and reports the outcome with asr plan --outcome",
+                 "%.310s: a person applies it, and reports the outcome with asr plan --outcome",
                  cannot);
     }
     if (g == ASR_GATE_ESCALATE) {
@@ -773,6 +918,7 @@ void asr_executor_plan(struct asr_executor *ex, int64_t plan_id, int64_t inciden
         asr_warn("incident %lld: plan %lld awaits approval: asr approve %lld, or asr reject %lld",
                  (long long)incident_id, (long long)plan_id, (long long)incident_id,
                  (long long)incident_id);
+        gate_event(ex, &inc, plan_id, rem.id, ASR_NOTIFY_AWAITING_APPROVAL, why);
         break;
     case ASR_GATE_SHADOW: {
         char *s = json_dumps(steps, JSON_COMPACT);
@@ -783,7 +929,14 @@ void asr_executor_plan(struct asr_executor *ex, int64_t plan_id, int64_t inciden
     }
     case ASR_GATE_REFUSE:
     case ASR_GATE_ESCALATE:
-        asr_warn("incident %lld escalated to a person: %s", (long long)incident_id, why);
+        if (quiet)
+            asr_info("incident %lld: recorded, not escalated again: %s", (long long)incident_id,
+                     why);
+        else
+            asr_warn("incident %lld escalated to a person: %s", (long long)incident_id, why);
+        if (!quiet)
+            gate_event(ex, &inc, plan_id, rem.id,
+                       circuit_open(ex, svc) ? ASR_NOTIFY_CIRCUIT_OPEN : ASR_NOTIFY_ESCALATED, why);
         break;
     }
     asr_remediation_free(&rem);
@@ -852,6 +1005,7 @@ enum {
     RESUME_VERIFY,    /* verify what runs now */
     RESUME_UNDO,      /* the step did not remove the fault: finish its undo, then the next step */
     RESUME_SUCCEEDED, /* verified before the restart */
+    RESUME_SKIP,      /* an interrupted notify step: not sent again; the next step */
 };
 
 /* Where a run's journal stopped: the last step with a row, and what is known of it. */
@@ -911,6 +1065,8 @@ static int resume_decision(const struct journal_view *v)
         return v->verify_ok ? RESUME_SUCCEEDED : RESUME_UNDO;
     if (v->step_result)
         return v->step_ok ? RESUME_VERIFY : RESUME_UNDO;
+    if (strcmp(v->action, "notify") == 0)
+        return RESUME_SKIP; /* it may have been delivered: at most once */
     return strcmp(v->action, "restart") == 0 || strcmp(v->action, "rollback") == 0 ||
                    strcmp(v->action, "deploy") == 0
                ? RESUME_VERIFY
@@ -929,6 +1085,8 @@ static const char *resume_name(int what)
         return "it did not remove the fault: its undo is finished, then the next step";
     case RESUME_SUCCEEDED:
         return "the fault was verified gone; the bookkeeping is finished";
+    case RESUME_SKIP:
+        return "a notification is never sent twice (it may have been delivered); the next step";
     }
     return "?";
 }
@@ -941,6 +1099,7 @@ static void resume_go(struct run *r)
     const char *a = json_string_value(json_object_get(json_array_get(r->steps, r->step), "action"));
     switch (r->resume) {
     case RESUME_SUCCEEDED: {
+        memcpy(r->fixed, r->commit, sizeof(r->fixed));
         r->commit[0] = '\0';
         char why[200];
         snprintf(why, sizeof(why),
@@ -970,6 +1129,12 @@ static void resume_go(struct run *r)
         }
         snprintf(r->last_why, sizeof(r->last_why), "the step did not remove the fault");
         undo_rollback(r);
+        return;
+    case RESUME_SKIP:
+        set_key(r, "step");
+        journal(r, "result", false, "interrupted by asr's restart; not sent again");
+        r->step++;
+        run_step(r);
         return;
     default:
         r->commit[0] = '\0';
@@ -1090,6 +1255,16 @@ int asr_executor_create(const struct asr_executor_env *env, struct asr_executor 
     if (ex == NULL)
         return asr_err_set(err, ASR_ENOMEM, "execute: out of memory");
     ex->env = *env;
+    struct asr_outbound_env oe = {.loop = env->loop,
+                                  .st = env->st,
+                                  .post_exe = env->post_exe,
+                                  .git_exe = env->git_exe,
+                                  .state_dir = env->state_dir};
+    int rc = asr_outbound_create(&oe, &ex->out, err);
+    if (rc != 0) {
+        free(ex);
+        return rc;
+    }
     *out = ex;
     return 0;
 }
@@ -1119,5 +1294,6 @@ void asr_executor_destroy(struct asr_executor *ex)
         }
         /* A run waiting on a service operation is freed by that operation's callback. */
     }
+    asr_outbound_destroy(ex->out); /* a run waiting on a notification is freed here */
     free(ex);
 }

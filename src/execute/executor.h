@@ -49,8 +49,9 @@ struct asr_executor_env {
     /* Resolves an incident the way an operator would (the detector starts its cooldown). */
     int (*resolve)(void *data, int64_t incident_id, const char *reason, struct asr_err *err);
     void *data;
-    const char *git_exe;   /* the asr-git helper (patch commits and reverts) */
-    const char *state_dir; /* where asr-git's request files go */
+    const char *git_exe;   /* the asr-git helper (patch commits, reverts, pushes) */
+    const char *post_exe;  /* the asr-post helper (webhooks, pull requests) */
+    const char *state_dir; /* where the helpers' request files go */
 };
 
 struct asr_executor;
