@@ -209,16 +209,18 @@ static void github_words(const char *body, char *out, size_t cap)
     json_decref(j);
 }
 
-/* An HTTP answer that is not the expected one, as a result. */
-static void fail_status(struct asr_github_op *op, const struct asr_post_result *p, const char *what)
+/* An HTTP answer that is not the expected one, as a result in a. */
+static void fail_status(const struct asr_post_result *p, const char *what, const char *token_env,
+                        struct asr_github_answer *a)
 {
-    struct asr_github_pr_result r = {.status = p->status};
-    char words[300], msg[512];
+    struct asr_github_pr_result *r = &a->r;
+    char words[300];
+    r->status = p->status;
+    r->error = a->msg;
     if (p->rc != 0) {
-        r.rc = p->rc;
-        snprintf(msg, sizeof(msg), "github: %s: %s", what, p->error != NULL ? p->error : "failed");
-        r.error = msg;
-        finish(op, &r);
+        r->rc = p->rc;
+        snprintf(a->msg, sizeof(a->msg), "github: %s: %s", what,
+                 p->error != NULL ? p->error : "failed");
         return;
     }
     github_words(p->body, words, sizeof(words));
@@ -242,43 +244,74 @@ static void fail_status(struct asr_github_op *op, const struct asr_post_result *
             if (t > 0 && gmtime_r(&t, &tm) != NULL)
                 strftime(when, sizeof(when), "; the limit resets at %Y-%m-%dT%H:%M:%SZ", &tm);
         }
-        r.rc = ASR_EBUSY;
-        snprintf(msg, sizeof(msg), "github: %s: rate limited (%d %s)%s", what, p->status, words,
-                 when);
+        r->rc = ASR_EBUSY;
+        snprintf(a->msg, sizeof(a->msg), "github: %s: rate limited (%d %s)%s", what, p->status,
+                 words, when);
     } else if (p->status == 401) {
-        r.rc = ASR_ECONFIG;
-        snprintf(msg, sizeof(msg), "github: %s: 401 %s (is the token in $%s valid?)", what, words,
-                 op->token_env);
+        r->rc = ASR_ECONFIG;
+        snprintf(a->msg, sizeof(a->msg), "github: %s: 401 %s (is the token in $%s valid?)", what,
+                 words, token_env != NULL ? token_env : "?");
     } else if (p->status == 403 || p->status == 404) {
-        r.rc = ASR_ECONFIG;
-        snprintf(msg, sizeof(msg),
+        r->rc = ASR_ECONFIG;
+        snprintf(a->msg, sizeof(a->msg),
                  "github: %s: %d %s (the repository, or the token's access to it)", what, p->status,
                  words);
     } else if (p->status == 422) {
-        r.rc = ASR_EINVAL;
-        snprintf(msg, sizeof(msg), "github: %s: 422 %s", what, words);
+        r->rc = ASR_EINVAL;
+        snprintf(a->msg, sizeof(a->msg), "github: %s: 422 %s", what, words);
     } else if (p->status >= 300 && p->status < 400) {
-        r.rc = ASR_EPROTO;
-        snprintf(msg, sizeof(msg), "github: %s: %d (a redirect; redirects are not followed)", what,
-                 p->status);
+        r->rc = ASR_EPROTO;
+        snprintf(a->msg, sizeof(a->msg), "github: %s: %d (a redirect; redirects are not followed)",
+                 what, p->status);
     } else {
-        r.rc = p->status >= 200 && p->status < 300 ? ASR_EPROTO : ASR_ENET;
-        snprintf(msg, sizeof(msg), "github: %s: %d %s", what, p->status, words);
+        r->rc = p->status >= 200 && p->status < 300 ? ASR_EPROTO : ASR_ENET;
+        snprintf(a->msg, sizeof(a->msg), "github: %s: %d %s", what, p->status, words);
     }
-    r.error = msg;
-    finish(op, &r);
 }
 
-/* number and html_url of a pull request object; false when it does not have them. */
-static bool pull_of(json_t *pr, int *number, const char **url)
+/* number and html_url of a pull request object into a; false when it does not have them. */
+static bool pull_of(json_t *pr, struct asr_github_answer *a)
 {
     json_t *n = json_object_get(pr, "number"), *u = json_object_get(pr, "html_url");
     if (!json_is_integer(n) || json_integer_value(n) <= 0 || json_integer_value(n) > INT32_MAX ||
         !json_is_string(u))
         return false;
-    *number = (int)json_integer_value(n);
-    *url = json_string_value(u);
+    a->r.number = (int)json_integer_value(n);
+    printable(json_string_value(u), a->url, sizeof(a->url));
+    a->r.html_url = a->url;
     return true;
+}
+
+int asr_github_parse_answer(enum asr_github_step step, const struct asr_post_result *p,
+                            const char *token_env, struct asr_github_answer *a)
+{
+    memset(a, 0, sizeof(*a));
+    bool list = step == ASR_GITHUB_LIST;
+    const char *what = list ? "listing the pull requests" : "creating the pull request";
+    if (p->rc != 0 || p->status != (list ? 200 : 201)) {
+        fail_status(p, what, token_env, a);
+        return a->r.rc;
+    }
+    a->r.status = p->status;
+    json_t *j = json_loads(p->body != NULL ? p->body : "", 0, NULL);
+    if (!list) {
+        if (!pull_of(j, a)) {
+            a->r.rc = ASR_EPROTO;
+            a->r.error = "github: creating the pull request: 201 without a number and html_url";
+        }
+    } else if (!json_is_array(j) || p->truncated) {
+        a->r.rc = ASR_EPROTO;
+        a->r.error = "github: listing the pull requests: the answer is not a JSON list";
+    } else if (json_array_size(j) == 0) {
+        a->create = true;
+    } else if (pull_of(json_array_get(j, 0), a)) {
+        a->r.existed = true;
+    } else {
+        a->r.rc = ASR_EPROTO;
+        a->r.error = "github: listing the pull requests: an entry without number and html_url";
+    }
+    json_decref(j);
+    return a->r.rc;
 }
 
 static int start(struct asr_github_op *op, const char *method, const char *url, const char *body,
@@ -288,60 +321,21 @@ static void created_cb(const struct asr_post_result *p, void *data)
 {
     struct asr_github_op *op = data;
     op->post = NULL;
-    if (p->rc != 0 || p->status != 201) {
-        fail_status(op, p, "creating the pull request");
-        return;
-    }
-    json_t *j = json_loads(p->body, 0, NULL);
-    struct asr_github_pr_result r = {.status = p->status};
-    char url[512];
-    const char *u;
-    if (pull_of(j, &r.number, &u)) {
-        printable(u, url, sizeof(url));
-        r.html_url = url;
-    } else {
-        r.rc = ASR_EPROTO;
-        r.error = "github: creating the pull request: 201 without a number and html_url";
-    }
-    json_decref(j);
-    finish(op, &r);
+    struct asr_github_answer a;
+    asr_github_parse_answer(ASR_GITHUB_CREATE, p, op->token_env, &a);
+    finish(op, &a.r);
 }
 
 static void listed_cb(const struct asr_post_result *p, void *data)
 {
     struct asr_github_op *op = data;
     op->post = NULL;
-    if (p->rc != 0 || p->status != 200) {
-        fail_status(op, p, "listing the pull requests");
+    struct asr_github_answer a;
+    asr_github_parse_answer(ASR_GITHUB_LIST, p, op->token_env, &a);
+    if (!a.create) {
+        finish(op, &a.r);
         return;
     }
-    json_t *j = json_loads(p->body, 0, NULL);
-    if (!json_is_array(j) || p->truncated) {
-        json_decref(j);
-        struct asr_github_pr_result r = {
-            .rc = ASR_EPROTO,
-            .status = p->status,
-            .error = "github: listing the pull requests: the answer is not a JSON list"};
-        finish(op, &r);
-        return;
-    }
-    if (json_array_size(j) > 0) {
-        struct asr_github_pr_result r = {.status = p->status, .existed = true};
-        char url[512];
-        const char *u;
-        if (pull_of(json_array_get(j, 0), &r.number, &u)) {
-            printable(u, url, sizeof(url));
-            r.html_url = url;
-        } else {
-            r.rc = ASR_EPROTO;
-            r.existed = false;
-            r.error = "github: listing the pull requests: an entry without number and html_url";
-        }
-        json_decref(j);
-        finish(op, &r);
-        return;
-    }
-    json_decref(j);
     struct asr_err err = {0};
     int rc = start(op, "POST", op->pulls_url, op->create_body, created_cb, &err);
     if (rc != 0) {

@@ -83,6 +83,33 @@ struct asr_github_pr_result {
 
 typedef void (*asr_github_done_cb)(const struct asr_github_pr_result *r, void *data);
 
+struct asr_post_result;
+
+/* The request an answer is for. */
+enum asr_github_step {
+    ASR_GITHUB_LIST,  /* GET .../pulls?head=...&state=open: 200 and a list */
+    ASR_GITHUB_CREATE /* POST .../pulls: 201 and the pull request */
+};
+
+/* GitHub's answer to one request, parsed; r points into url and msg, so the struct stays where it
+ * was filled while r is used. */
+struct asr_github_answer {
+    struct asr_github_pr_result r;
+    bool create; /* ASR_GITHUB_LIST: no pull request of the branch is open, create one */
+    char url[512], msg[512];
+};
+
+/*
+ * The pure part of asr_github_open_pr (also tests/fuzz/fuzz_github_answer.c): the helper's answer
+ * p (post.h) to the request of step, read into a->r as done would receive it. A list's first entry
+ * gives number and html_url (existed); an empty list sets a->create and leaves r.rc 0; a 201 gives
+ * the new pull request. Any other status, or a failed request, gives r.rc (see struct
+ * asr_github_pr_result) and r.error, one printable line "github: ..." with GitHub's message and
+ * up to four of its errors[]; token_env is named in the 401 advice. Returns a->r.rc.
+ */
+int asr_github_parse_answer(enum asr_github_step step, const struct asr_post_result *p,
+                            const char *token_env, struct asr_github_answer *a);
+
 struct asr_github_op;
 
 /*

@@ -7,6 +7,7 @@
  * 1 (none: connection, DNS, TLS), 2 (the request was refused) or 3 (it timed out).
  */
 #include "execute/post.h"
+#include "asr/buf.h"
 #include "asr/fsutil.h"
 #include "asr/spawn.h"
 #include "asr/utf8.h"
@@ -51,22 +52,21 @@ int asr_post_pid(const struct asr_post_op *op)
                : 0;
 }
 
-/* The last line of out that starts with '{' (the answer; anything before it is noise such as a
- * sanitizer's report), as a JSON object, or NULL. */
-static json_t *answer_of(const char *out)
+/* The last line of out (n bytes) that starts with '{' (the answer; anything before it is noise
+ * such as a sanitizer's report), as a JSON object, or NULL. */
+static json_t *answer_of(const char *out, size_t n)
 {
-    const char *best = NULL;
-    for (const char *l = out; l != NULL && *l != '\0';) {
+    const char *best = NULL, *end = out + n;
+    for (const char *l = out; l < end;) {
         if (*l == '{')
             best = l;
-        const char *nl = strchr(l, '\n');
-        l = nl != NULL ? nl + 1 : NULL;
+        const char *nl = memchr(l, '\n', (size_t)(end - l));
+        l = nl != NULL ? nl + 1 : end;
     }
     if (best == NULL)
         return NULL;
-    const char *end = strchr(best, '\n');
-    size_t n = end != NULL ? (size_t)(end - best) : strlen(best);
-    json_t *j = json_loadb(best, n, 0, NULL);
+    const char *nl = memchr(best, '\n', (size_t)(end - best));
+    json_t *j = json_loadb(best, (size_t)((nl != NULL ? nl : end) - best), 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
         return NULL;
@@ -74,51 +74,67 @@ static json_t *answer_of(const char *out)
     return j;
 }
 
+int asr_post_parse_answer(const char *out, size_t len, int exit_status, bool timed_out,
+                          struct asr_post_answer *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (out == NULL)
+        out = "";
+    a->line = answer_of(out, strnlen(out, len));
+    a->empty = json_object();
+    json_t *headers = json_object_get(a->line, "headers");
+    struct asr_post_result *r = &a->r;
+    r->status = (int)json_integer_value(json_object_get(a->line, "status"));
+    r->body = json_string_value(json_object_get(a->line, "body"));
+    r->truncated = json_is_true(json_object_get(a->line, "truncated"));
+    r->headers = json_is_object(headers) ? headers : a->empty;
+    r->error = json_string_value(json_object_get(a->line, "error"));
+    if (r->body == NULL)
+        r->body = "";
+    if (timed_out) {
+        r->rc = ASR_ETIMEOUT;
+        r->status = 0;
+        r->error = "asr-post did not finish in time and was killed";
+    } else if (a->line == NULL) {
+        r->rc = ASR_EPROTO;
+        r->status = 0;
+        snprintf(a->msg, sizeof(a->msg), "asr-post gave no answer (exit status %d)", exit_status);
+        r->error = a->msg;
+    } else if (exit_status == 0 && r->status > 0) {
+        r->rc = 0;
+        r->error = NULL;
+    } else {
+        r->rc = exit_status == 2 ? ASR_EINVAL : exit_status == 3 ? ASR_ETIMEOUT : ASR_ENET;
+        r->status = 0;
+        if (r->error == NULL) {
+            snprintf(a->msg, sizeof(a->msg), "asr-post failed (exit status %d)", exit_status);
+            r->error = a->msg;
+        }
+    }
+    return r->rc;
+}
+
+void asr_post_answer_free(struct asr_post_answer *a)
+{
+    json_decref(a->line);
+    json_decref(a->empty);
+    a->line = a->empty = NULL;
+}
+
 static void exit_cb(struct asr_proc *p, int status, int sig, bool timed_out, void *data)
 {
     (void)sig;
     struct asr_post_op *op = data;
-    json_t *a = answer_of(asr_buf_cstr(asr_proc_output(p)));
-    json_t *empty = json_object();
-    json_t *headers = json_object_get(a, "headers");
-    const char *error = json_string_value(json_object_get(a, "error"));
-    struct asr_post_result r = {
-        .status = (int)json_integer_value(json_object_get(a, "status")),
-        .body = json_string_value(json_object_get(a, "body")),
-        .truncated = json_is_true(json_object_get(a, "truncated")),
-        .headers = json_is_object(headers) ? headers : empty,
-        .error = error,
-    };
-    char msg[256];
-    if (r.body == NULL)
-        r.body = "";
-    if (timed_out) {
-        r.rc = ASR_ETIMEOUT;
-        r.status = 0;
-        r.error = "asr-post did not finish in time and was killed";
-    } else if (a == NULL) {
-        r.rc = ASR_EPROTO;
-        r.status = 0;
-        snprintf(msg, sizeof(msg), "asr-post gave no answer (exit status %d)", status);
-        r.error = msg;
-    } else if (status == 0 && r.status > 0) {
-        r.rc = 0;
-        r.error = NULL;
-    } else {
-        r.rc = status == 2 ? ASR_EINVAL : status == 3 ? ASR_ETIMEOUT : ASR_ENET;
-        r.status = 0;
-        if (r.error == NULL) {
-            snprintf(msg, sizeof(msg), "asr-post failed (exit status %d)", status);
-            r.error = msg;
-        }
-    }
+    const struct asr_buf *out = asr_proc_output(p);
+    struct asr_post_answer a;
+    asr_post_parse_answer(out != NULL ? out->data : NULL, out != NULL ? out->len : 0, status,
+                          timed_out, &a);
     asr_post_done_cb done = op->done;
     void *d = op->data;
     op->proc = NULL;
     op_free(op); /* before the callback, which may start the next request */
-    done(&r, d);
-    json_decref(a);
-    json_decref(empty);
+    done(&a.r, d);
+    asr_post_answer_free(&a);
     asr_proc_free(p);
 }
 

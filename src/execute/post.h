@@ -53,6 +53,28 @@ struct asr_post_result {
 
 typedef void (*asr_post_done_cb)(const struct asr_post_result *r, void *data);
 
+/* The helper's answer, parsed; r points into the other fields, so the struct stays where it was
+ * filled until asr_post_answer_free. */
+struct asr_post_answer {
+    struct asr_post_result r;
+    json_t *line;  /* the answer line as JSON, NULL when there is none */
+    json_t *empty; /* r.headers when the line has none */
+    char msg[256]; /* r.error when it is made here */
+};
+
+/*
+ * The pure part of a request's end (also tests/fuzz/fuzz_github_answer.c): the helper's output,
+ * len bytes at out (read as the C string it is captured as: it ends at a NUL byte, if any; NULL is
+ * ""), its exit status and whether it was killed for its time, read into a->r as done receives
+ * it. The answer is the last line that starts with '{' (anything before it is noise, such as a
+ * sanitizer's report). Returns a->r.rc. The caller releases a with asr_post_answer_free.
+ */
+int asr_post_parse_answer(const char *out, size_t len, int exit_status, bool timed_out,
+                          struct asr_post_answer *a);
+
+/* Releases what asr_post_parse_answer holds in a. */
+void asr_post_answer_free(struct asr_post_answer *a);
+
 struct asr_post_op;
 
 /*
