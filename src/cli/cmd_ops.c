@@ -91,6 +91,10 @@ static void print_status_table(json_t *st)
                commit ? commit : "-", pid ? (long long)json_integer_value(pid) : 0LL,
                port ? (long long)json_integer_value(port) : 0LL,
                (long long)json_integer_value(json_object_get(s, "restarts")), depbuf);
+        const char *circuit =
+            json_string_value(json_object_get(json_object_get(s, "circuit"), "why"));
+        if (circuit != NULL)
+            printf("  circuit open: %s\n", circuit);
     }
 }
 

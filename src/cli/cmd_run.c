@@ -26,6 +26,7 @@
 #include "detect/tail.h"
 #include "recover/service.h"
 #include "execute/executor.h"
+#include "execute/policy.h"
 #include "strategy/kb.h"
 #include "strategy/plan.h"
 #include "strategy/planner.h"
@@ -319,8 +320,24 @@ static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
 static json_t *daemon_status(struct daemon *d)
 {
     json_t *svcs = json_array();
-    for (int i = 0; i < d->nservices; i++)
-        json_array_append_new(svcs, asr_service_status(d->services[i]));
+    for (int i = 0; i < d->nservices; i++) {
+        json_t *s = asr_service_status(d->services[i]);
+        /* The circuit (docs/execution.md, "Storms and the circuit"), when it is open. */
+        const struct asr_service_cfg *cfg =
+            asr_config_service(d->cfg, asr_service_name(d->services[i]));
+        bool open = false;
+        int64_t since = 0;
+        char why[400];
+        struct asr_err err = {0};
+        if (cfg != NULL &&
+            asr_policy_circuit(d->store, cfg, asr_time_wall_ms(), &open, &since, why, sizeof(why),
+                               &err) == 0 &&
+            open)
+            json_object_set_new(s, "circuit",
+                                json_pack("{s:s, s:I, s:s}", "state", "open", "since",
+                                          (json_int_t)since, "why", why));
+        json_array_append_new(svcs, s);
+    }
     struct asr_detector_stats ds = {0};
     if (d->det != NULL)
         asr_detector_stats(d->det, &ds);

@@ -27,8 +27,9 @@ struct run {
     char service[64];
     int window_ms; /* the service's deploy.verify_window_ms */
     json_t *steps;
-    size_t step;         /* the step in progress */
-    int64_t seen_before; /* the incident's last_seen when the step finished */
+    size_t step;             /* the step in progress */
+    int64_t seen_before;     /* the incident's last_seen when the step finished */
+    int64_t restarts_before; /* the service's crash restarts then */
     char key[64];
     uv_timer_t timer; /* the verification window */
     bool timer_init;
@@ -179,6 +180,8 @@ static void announce(struct run *r, enum asr_notify_kind kind, const char *reaso
     asr_incident_free(&inc);
 }
 
+static bool circuit_open(struct asr_executor *ex, const struct asr_service_cfg *svc);
+
 /* Ends a run: the remediation's final state, the lesson, the incident. */
 static void finish(struct run *r, const char *state, const char *reason)
 {
@@ -217,16 +220,33 @@ static void finish(struct run *r, const char *state, const char *reason)
                  (long long)r->incident_id, (long long)r->rem_id, state, reason, note);
     else if (note[0] != '\0')
         asr_warn("%s", note);
+    /* The webhook gets what the log says: the reason and the note (the circuit this failure
+     * opened, the incidents held on the run). */
+    char said[1200];
+    snprintf(said, sizeof(said), "%s%s", reason, ok ? "" : note);
+    bool circuit = !ok && cfg != NULL && circuit_open(ex, cfg);
     announce(r,
              ok                                      ? ASR_NOTIFY_REMEDIATED
+             : circuit                               ? ASR_NOTIFY_CIRCUIT_OPEN
              : strcmp(state, ASR_REM_ESCALATED) == 0 ? ASR_NOTIFY_ESCALATED
                                                      : ASR_NOTIFY_FAILED,
-             reason, mttr_ms);
+             said, mttr_ms);
     run_free(r);
 }
 
 /* ---- verification -----------------------------------------------------------------------------
  */
+
+/* The service's crash restarts so far (the supervisor's count), or -1. */
+static int64_t service_restarts(struct asr_executor *ex, const char *name)
+{
+    struct asr_service *svc = ex->env.find(ex->env.data, name);
+    json_t *s = svc != NULL ? asr_service_status(svc) : NULL;
+    json_t *v = json_object_get(s, "restarts");
+    int64_t n = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    json_decref(s);
+    return n;
+}
 
 static bool service_healthy(struct asr_executor *ex, const char *name)
 {
@@ -339,9 +359,13 @@ static void verify_cb(uv_timer_t *t)
     asr_incident_free(&inc);
     bool healthy = service_healthy(r->ex, r->service);
     bool quiet = last <= r->seen_before;
+    /* A crash in the window is a fault too, whatever its fingerprint (a storm's crashes open
+     * incidents of their own, which the check above does not see). */
+    int64_t restarts = service_restarts(r->ex, r->service);
+    bool stayed_up = restarts <= r->restarts_before;
     int window = r->window_ms;
     set_key(r, "verify");
-    if (healthy && quiet && r->replay_ok) {
+    if (healthy && quiet && stayed_up && r->replay_ok) {
         journal(r, "result", true, "fault gone: %s%shealthy, and no fault line for %d ms",
                 r->verify != NULL ? r->replay_why : "", r->verify != NULL ? "; " : "", window);
         memcpy(r->fixed, r->commit, sizeof(r->fixed)); /* the patch stays */
@@ -356,6 +380,7 @@ static void verify_cb(uv_timer_t *t)
     }
     const char *why = !r->replay_ok ? r->replay_why
                       : !healthy    ? "the service is not healthy"
+                      : !stayed_up  ? "the service crashed during the window"
                                     : "the fault recurred";
     journal(r, "result", false, "fault not gone after %d ms: %s", window, why);
     if (r->deployed && r->release > 0) {
@@ -425,6 +450,7 @@ static void verify(struct run *r)
         inc.last_seen > r->seen_before)
         r->seen_before = inc.last_seen;
     asr_incident_free(&inc);
+    r->restarts_before = service_restarts(r->ex, r->service);
     set_key(r, "verify");
     const struct asr_service_cfg *svc = asr_config_service(r->ex->env.cfg, r->service);
     json_t *req = json_object_get(r->verify, "request");

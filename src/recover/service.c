@@ -1043,7 +1043,11 @@ static void deploy_resolved(struct deploy *d)
         return;
     }
     d->release_id = r.id;
-    bool built_ok = r.build_status == 0 && (svc->cfg->test == NULL || r.test_status == 0);
+    /* A service without a build (or test) command has nothing to wait for there: its release is
+     * built once exported. Without this, every deploy of it re-exported the release over the
+     * directory its running slot serves from. */
+    bool built_ok = (svc->cfg->build == NULL || r.build_status == 0) &&
+                    (svc->cfg->test == NULL || r.test_status == 0);
     bool usable = strcmp(r.state, ASR_RELEASE_BUILDING) != 0 &&
                   (strcmp(r.state, ASR_RELEASE_BAD) != 0 || built_ok);
     d->need_build = !(usable && built_ok && asr_is_dir(d->final_dir));

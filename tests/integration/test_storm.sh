@@ -13,8 +13,7 @@
 #   asr status answers, the daemon's RSS does not keep growing; asr audit verify passes;
 # - an operator's deploy of a fix closes the circuit: the next crash is remediated again;
 # - webhooks (tests/webhook_server.py as the receiver): at most one event that needs a person
-#   (escalated, failed, circuit_open) for the storm. The executor does not send events yet
-#   (docs/notify.md); once it does, this is where an alert storm would show.
+#   (escalated, failed, circuit_open) for the storm: this is where an alert storm would show.
 source "$(dirname "$0")/lib.sh"
 STORM_SECONDS=${STORM_SECONDS:-60}
 # Exit 3 most of the time; exit 4 and SIGABRT now and then (new fingerprints mid-storm).
@@ -159,6 +158,10 @@ id=$(db "select incident_id from remediations where service='storm' and reason l
 "$ASR_BIN" incident show "$id" --state-dir "$STATE" | grep -q "refused: circuit open since" ||
     fail "asr incident show $id should say the circuit is open"
 pass "asr incident show $id says the circuit is open"
+"$ASR_BIN" status --state-dir "$STATE" | grep -q "circuit open:" ||
+    fail "asr status should say the circuit of storm is open: $("$ASR_BIN" status --state-dir "$STATE")"
+expect_eq "asr status --json: the circuit of storm" open \
+    "$("$ASR_BIN" status --state-dir "$STATE" --json | python3 -c 'import json,sys; print([s for s in json.load(sys.stdin)["services"] if s["name"]=="storm"][0].get("circuit",{}).get("state","closed"))')"
 escalated=$(escalations)
 
 # ---- the operator's fix: a deploy closes the circuit --------------------------------------
