@@ -84,7 +84,10 @@ int asr_post_parse_answer(const char *out, size_t len, int exit_status, bool tim
     a->empty = json_object();
     json_t *headers = json_object_get(a->line, "headers");
     struct asr_post_result *r = &a->r;
-    r->status = (int)json_integer_value(json_object_get(a->line, "status"));
+    /* An HTTP status has three digits; anything else is no status (and (int) of a larger value
+     * would wrap: 4294967497 is not 201). */
+    json_int_t status = json_integer_value(json_object_get(a->line, "status"));
+    r->status = status >= 100 && status <= 999 ? (int)status : 0;
     r->body = json_string_value(json_object_get(a->line, "body"));
     r->truncated = json_is_true(json_object_get(a->line, "truncated"));
     r->headers = json_is_object(headers) ? headers : a->empty;
@@ -108,8 +111,15 @@ int asr_post_parse_answer(const char *out, size_t len, int exit_status, bool tim
         r->status = 0;
         if (r->error == NULL) {
             snprintf(a->msg, sizeof(a->msg), "asr-post failed (exit status %d)", exit_status);
-            r->error = a->msg;
+        } else {
+            /* The helper writes one printable line; the reader does not count on it, since the
+             * error goes on into logs, the store and escalations. */
+            size_t j = 0;
+            for (const char *e = r->error; *e != '\0' && j + 1 < sizeof(a->msg); e++)
+                a->msg[j++] = (unsigned char)*e >= 0x20 && (unsigned char)*e < 0x7f ? *e : '?';
+            a->msg[j] = '\0';
         }
+        r->error = a->msg;
     }
     return r->rc;
 }

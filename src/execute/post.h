@@ -59,7 +59,7 @@ struct asr_post_answer {
     struct asr_post_result r;
     json_t *line;  /* the answer line as JSON, NULL when there is none */
     json_t *empty; /* r.headers when the line has none */
-    char msg[256]; /* r.error when it is made here */
+    char msg[512]; /* r.error, made here or a printable copy of the helper's */
 };
 
 /*
@@ -67,7 +67,9 @@ struct asr_post_answer {
  * len bytes at out (read as the C string it is captured as: it ends at a NUL byte, if any; NULL is
  * ""), its exit status and whether it was killed for its time, read into a->r as done receives
  * it. The answer is the last line that starts with '{' (anything before it is noise, such as a
- * sanitizer's report). Returns a->r.rc. The caller releases a with asr_post_answer_free.
+ * sanitizer's report). A status that is not three digits counts as none; the helper's error is
+ * copied as one line of printable ASCII (other bytes '?', at most 511). Returns a->r.rc. The
+ * caller releases a with asr_post_answer_free.
  */
 int asr_post_parse_answer(const char *out, size_t len, int exit_status, bool timed_out,
                           struct asr_post_answer *a);
