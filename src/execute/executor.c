@@ -1216,8 +1216,9 @@ static bool resume_run(struct asr_executor *ex, const struct asr_remediation *re
     r->gen = v.resumes + 1;
     snprintf(r->commit, sizeof(r->commit), "%s", v.reverted ? "" : v.commit);
     const struct asr_service_cfg *cfg = asr_config_service(ex->env.cfg, rem->service);
-    if (cfg != NULL && r->commit[0] != '\0') {
-        /* A killed asr-git leaves its ref lock: no asr-git of the old daemon survives it. */
+    if (cfg != NULL && (r->commit[0] != '\0' || strcmp(v.action, "patch") == 0)) {
+        /* A killed asr-git leaves its ref lock, also before the commit it was making reached the
+         * journal: no asr-git of the old daemon survives it. */
         bool removed = false;
         if (asr_patch_clear_stale_lock(cfg->repo, r->incident_id, &removed, &err) != 0)
             asr_warn("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
