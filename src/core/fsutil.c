@@ -101,3 +101,42 @@ int asr_write_file_atomic(const char *path, const char *data, size_t len, unsign
     }
     return 0;
 }
+
+char *asr_write_request_file(const char *dir, const char *name, const char *text, const char *what,
+                             struct asr_err *err)
+{
+    static unsigned seq;
+    if (asr_mkdirs(dir, 0700) != 0) {
+        asr_err_set(err, ASR_EIO, "%s: cannot create %s: %s", what, dir, strerror(errno));
+        return NULL;
+    }
+    char path[4200];
+    if (snprintf(path, sizeof(path), "%s/%s-%ld-%u.json", dir, name, (long)getpid(), ++seq) >=
+        (int)sizeof(path)) {
+        asr_err_set(err, ASR_EIO, "%s: %s: path too long", what, dir);
+        return NULL;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        asr_err_set(err, ASR_EIO, "%s: cannot create %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    size_t n = strlen(text), off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, text + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    int e = errno;
+    close(fd);
+    char *copy = off == n ? strdup(path) : NULL;
+    if (copy == NULL) {
+        asr_err_set(err, off < n ? ASR_EIO : ASR_ENOMEM, "%s: cannot write %s: %s", what, path,
+                    off < n ? strerror(e) : "out of memory");
+        unlink(path);
+    }
+    return copy;
+}

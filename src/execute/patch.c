@@ -263,42 +263,17 @@ static int start(uv_loop_t *loop, const char *git_exe, const char *state_dir, co
                  json_t *req, int timeout_ms, asr_patch_done_cb done, void *data,
                  struct asr_patch_op **out, struct asr_err *err)
 {
-    static unsigned seq;
     char *text = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     struct asr_patch_op *op = calloc(1, sizeof(*op));
-    char dir[4096], path[4200];
+    char dir[4096];
     int rc = 0;
     if (text == NULL || op == NULL) {
         rc = asr_err_set(err, ASR_ENOMEM, "patch: out of memory");
         goto fail;
     }
     snprintf(dir, sizeof(dir), "%s/patches", state_dir);
-    if (asr_mkdirs(dir, 0700) != 0) {
-        rc = asr_err_set(err, ASR_EIO, "patch: cannot create %s: %s", dir, strerror(errno));
-        goto fail;
-    }
-    snprintf(path, sizeof(path), "%s/%s-%ld-%u.json", dir, cmd, (long)getpid(), ++seq);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = asr_err_set(err, ASR_EIO, "patch: cannot create %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    op->req_path = strdup(path);
-    size_t n = strlen(text), off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    int e = errno;
-    close(fd);
-    if (off < n || op->req_path == NULL) {
-        rc = asr_err_set(err, ASR_EIO, "patch: cannot write %s: %s", path,
-                         op->req_path == NULL ? "out of memory" : strerror(e));
-        unlink(path);
+    if ((op->req_path = asr_write_request_file(dir, cmd, text, "patch", err)) == NULL) {
+        rc = err != NULL && err->code != 0 ? err->code : ASR_EIO;
         goto fail;
     }
     op->done = done;

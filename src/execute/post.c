@@ -151,7 +151,6 @@ static void exit_cb(struct asr_proc *p, int status, int sig, bool timed_out, voi
 int asr_post_start(uv_loop_t *loop, const struct asr_post_req *q, asr_post_done_cb done, void *data,
                    struct asr_post_op **out, struct asr_err *err)
 {
-    static unsigned seq;
     if (out != NULL)
         *out = NULL;
     if (q->exe == NULL || q->state_dir == NULL || q->url == NULL || done == NULL)
@@ -177,39 +176,15 @@ int asr_post_start(uv_loop_t *loop, const struct asr_post_req *q, asr_post_done_
     json_decref(req);
     int rc = 0;
     struct asr_post_op *op = calloc(1, sizeof(*op));
-    char dir[4096], path[4200];
+    char dir[4096];
     if (text == NULL || op == NULL) {
         rc = asr_err_set(err, !ok ? ASR_EINVAL : ASR_ENOMEM, "post: cannot encode the request (%s)",
                          !ok ? "a field is not valid UTF-8, or out of memory" : "out of memory");
         goto fail;
     }
     snprintf(dir, sizeof(dir), "%s/outbound", q->state_dir);
-    if (asr_mkdirs(dir, 0700) != 0) {
-        rc = asr_err_set(err, ASR_EIO, "post: cannot create %s: %s", dir, strerror(errno));
-        goto fail;
-    }
-    snprintf(path, sizeof(path), "%s/post-%ld-%u.json", dir, (long)getpid(), ++seq);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = asr_err_set(err, ASR_EIO, "post: cannot create %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    op->req_path = strdup(path);
-    size_t n = strlen(text), off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    int e = errno;
-    close(fd);
-    if (off < n || op->req_path == NULL) {
-        rc = asr_err_set(err, ASR_EIO, "post: cannot write %s: %s", path,
-                         op->req_path == NULL ? "out of memory" : strerror(e));
-        unlink(path);
+    if ((op->req_path = asr_write_request_file(dir, "post", text, "post", err)) == NULL) {
+        rc = err != NULL && err->code != 0 ? err->code : ASR_EIO;
         goto fail;
     }
     op->done = done;
