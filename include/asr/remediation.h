@@ -52,6 +52,10 @@ int asr_remediation_of_incident(struct asr_store *st, int64_t incident_id,
 /* In-flight remediations (awaiting approval or running), oldest first, for a restart. */
 int asr_remediation_in_flight_all(struct asr_store *st, struct asr_remediation **out, size_t *n,
                                   struct asr_err *err);
+/* Final remediations whose finishing (learn, resolve, announce) was cut short by a stop of asr:
+ * a journal row of action "finish" with an intent and no result. Oldest first. */
+int asr_remediation_unfinished(struct asr_store *st, struct asr_remediation **out, size_t *n,
+                               struct asr_err *err);
 void asr_remediation_free(struct asr_remediation *r);
 void asr_remediations_free(struct asr_remediation *v, size_t n);
 

@@ -43,9 +43,12 @@ struct run {
     int64_t release; /* ... as this release */
     bool replay_ok;  /* the replay met the playbook's expectation */
     char replay_why[200];
-    char last_why[300]; /* why the last step did not remove the fault */
-    int gen;            /* how many times asr restarted during this run: keys get ":r<gen>" */
-    int resume;         /* RESUME_*: what a resumed run does once its service is up */
+    char last_why[300];  /* why the last step did not remove the fault */
+    int gen;             /* how many times asr restarted during this run: keys get ":r<gen>" */
+    int resume;          /* RESUME_*: what a resumed run does once its service is up */
+    char wrap_state[24]; /* RESUME_WRAP_UP: the final state, its reason, when it was written */
+    char *wrap_reason;
+    int64_t wrap_at;
     int64_t resume_deadline;
     struct run *next;
 };
@@ -109,6 +112,7 @@ static void run_free(struct run *r)
     free(r->strategy);
     free(r->title);
     free(r->rationale);
+    free(r->wrap_reason);
     if (r->timer_init) {
         r->timer.data = r;
         uv_close((uv_handle_t *)&r->timer, timer_closed_cb);
@@ -182,18 +186,46 @@ static void announce(struct run *r, enum asr_notify_kind kind, const char *reaso
 
 static bool circuit_open(struct asr_executor *ex, const struct asr_service_cfg *svc);
 
-/* Ends a run: the remediation's final state, the lesson, the incident. */
+/* The finish rows: an intent before the final state is written, a result once its bookkeeping is
+ * done. A restart finds an intent without a result and does the bookkeeping again. */
+static void journal_finish(struct run *r, const char *phase, const char *state, const char *what)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "rem:%lld:finish", (long long)r->rem_id);
+    json_t *d = json_pack("{s:s, s:s}", "detail", what != NULL ? what : "", "state", state);
+    char *detail = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    struct asr_err err = {0};
+    int rc =
+        asr_journal_write(r->ex->env.st, r->rem_id, 0, "finish", phase, key, true, detail, &err);
+    if (rc != 0 && rc != ASR_EINVAL) /* EINVAL: written before this restart */
+        asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
+    free(detail);
+}
+
+static void wrap_up(struct run *r, const char *state, const char *reason, int64_t at);
+
+/* Ends a run: the finish intent, the remediation's final state, then the bookkeeping. */
 static void finish(struct run *r, const char *state, const char *reason)
+{
+    struct asr_err err = {0};
+    journal_finish(r, "intent", state, reason);
+    if (asr_remediation_set(r->ex->env.st, r->rem_id, state, reason, NULL, &err) != 0)
+        asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
+    wrap_up(r, state, reason, asr_time_wall_ms());
+}
+
+/* The bookkeeping of a finished run (at: when it finished): the lesson, the incident, the
+ * circuit, the log, the webhook and a published fix; then the finish result. */
+static void wrap_up(struct run *r, const char *state, const char *reason, int64_t at)
 {
     struct asr_executor *ex = r->ex;
     struct asr_err err = {0};
-    if (asr_remediation_set(ex->env.st, r->rem_id, state, reason, NULL, &err) != 0)
-        asr_error("execute: remediation %lld: %s", (long long)r->rem_id, err.msg);
     struct asr_incident inc = {0};
     bool ok = strcmp(state, ASR_REM_SUCCEEDED) == 0;
     int64_t mttr_ms = -1;
     if (asr_store_incident_get(ex->env.st, r->incident_id, &inc, &err) == 0) {
-        int64_t mttr = ok ? asr_time_wall_ms() - inc.first_seen : 0;
+        int64_t mttr = ok ? at - inc.first_seen : 0;
         mttr_ms = ok ? mttr : -1;
         if (asr_plan_learn(ex->env.st, &inc, ok, mttr, &err) != 0)
             asr_error("execute: incident %lld: learning: %s", (long long)r->incident_id, err.msg);
@@ -231,6 +263,7 @@ static void finish(struct run *r, const char *state, const char *reason)
              : strcmp(state, ASR_REM_ESCALATED) == 0 ? ASR_NOTIFY_ESCALATED
                                                      : ASR_NOTIFY_FAILED,
              said, mttr_ms);
+    journal_finish(r, "result", state, "learned, resolved or escalated, announced");
     run_free(r);
 }
 
@@ -1032,6 +1065,7 @@ enum {
     RESUME_UNDO,      /* the step did not remove the fault: finish its undo, then the next step */
     RESUME_SUCCEEDED, /* verified before the restart */
     RESUME_SKIP,      /* an interrupted notify step: not sent again; the next step */
+    RESUME_WRAP_UP,   /* the run had ended, and its bookkeeping was cut short: do it */
 };
 
 /* Where a run's journal stopped: the last step with a row, and what is known of it. */
@@ -1056,6 +1090,8 @@ static void view_journal(const struct asr_journal_row *rows, size_t n, struct jo
             v->resumes++;
             continue;
         }
+        if (strcmp(what, "finish") == 0)
+            continue;
         if (rows[i].step != v->step) { /* a later step: what came before is done with */
             int resumes = v->resumes;
             *v = (struct journal_view){.step = rows[i].step, .resumes = resumes};
@@ -1113,6 +1149,8 @@ static const char *resume_name(int what)
         return "the fault was verified gone; the bookkeeping is finished";
     case RESUME_SKIP:
         return "a notification is never sent twice (it may have been delivered); the next step";
+    case RESUME_WRAP_UP:
+        return "the run had ended; its bookkeeping (lesson, incident, announcement) is finished";
     }
     return "?";
 }
@@ -1156,6 +1194,9 @@ static void resume_go(struct run *r)
         snprintf(r->last_why, sizeof(r->last_why), "the step did not remove the fault");
         undo_rollback(r);
         return;
+    case RESUME_WRAP_UP:
+        wrap_up(r, r->wrap_state, r->wrap_reason != NULL ? r->wrap_reason : "", r->wrap_at);
+        return;
     case RESUME_SKIP:
         set_key(r, "step");
         journal(r, "result", false, "interrupted by asr's restart; not sent again");
@@ -1186,8 +1227,8 @@ static void resume_tick(uv_timer_t *t)
 }
 
 /* Picks up one interrupted run; false when it cannot (then it ends failed). */
-static bool resume_run(struct asr_executor *ex, const struct asr_remediation *rem, char *why,
-                       size_t cap)
+static bool resume_run(struct asr_executor *ex, const struct asr_remediation *rem, bool wrap,
+                       char *why, size_t cap)
 {
     struct asr_err err = {0};
     json_t *plan = NULL;
@@ -1215,6 +1256,15 @@ static bool resume_run(struct asr_executor *ex, const struct asr_remediation *re
     r->resume = resume_decision(&v);
     r->gen = v.resumes + 1;
     snprintf(r->commit, sizeof(r->commit), "%s", v.reverted ? "" : v.commit);
+    if (wrap) { /* ended, with its bookkeeping cut short: only that is left */
+        r->resume = RESUME_WRAP_UP;
+        snprintf(r->wrap_state, sizeof(r->wrap_state), "%s", rem->state);
+        r->wrap_reason = rem->reason != NULL ? strdup(rem->reason) : NULL;
+        r->wrap_at = rem->finished_at > 0 ? rem->finished_at : asr_time_wall_ms();
+        if (strcmp(rem->state, ASR_REM_SUCCEEDED) == 0)
+            memcpy(r->fixed, r->commit, sizeof(r->fixed));
+        r->commit[0] = '\0';
+    }
     const struct asr_service_cfg *cfg = asr_config_service(ex->env.cfg, rem->service);
     if (cfg != NULL && (r->commit[0] != '\0' || strcmp(v.action, "patch") == 0)) {
         /* A killed asr-git leaves its ref lock, also before the commit it was making reached the
@@ -1263,7 +1313,7 @@ void asr_executor_resume(struct asr_executor *ex)
         if (strcmp(v[i].state, ASR_REM_RUNNING) != 0)
             continue; /* awaiting approval: still waiting */
         char why[400];
-        if (resume_run(ex, &v[i], why, sizeof(why)))
+        if (resume_run(ex, &v[i], false, why, sizeof(why)))
             continue;
         if (asr_remediation_set(ex->env.st, v[i].id, ASR_REM_FAILED, why, NULL, &err) != 0) {
             asr_error("execute: remediation %lld: %s", (long long)v[i].id, err.msg);
@@ -1271,6 +1321,20 @@ void asr_executor_resume(struct asr_executor *ex)
         }
         asr_warn("incident %lld escalated to a person: remediation %lld: %s",
                  (long long)v[i].incident_id, (long long)v[i].id, why);
+    }
+    asr_remediations_free(v, n);
+    /* Runs that had ended, but whose bookkeeping a stop of asr cut short (finish). */
+    v = NULL;
+    n = 0;
+    if (asr_remediation_unfinished(ex->env.st, &v, &n, &err) != 0) {
+        asr_error("execute: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char why[400];
+        if (!resume_run(ex, &v[i], true, why, sizeof(why)))
+            asr_error("execute: remediation %lld: its bookkeeping cannot be finished: %s",
+                      (long long)v[i].id, why);
     }
     asr_remediations_free(v, n);
 }

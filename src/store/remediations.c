@@ -31,6 +31,13 @@ static const char sql_of_incident[] = "SELECT " REM_COLS " FROM remediations WHE
 static const char sql_in_flight[] =
     "SELECT " REM_COLS " FROM remediations WHERE state IN ('awaiting_approval', 'running') "
     "ORDER BY id";
+/* Final remediations whose bookkeeping (executor.c, finish) began and did not end: a finish
+ * intent without its result. */
+static const char sql_unfinished[] =
+    "SELECT " REM_COLS " FROM remediations WHERE state NOT IN ('awaiting_approval', 'running') "
+    "AND EXISTS (SELECT 1 FROM journal j WHERE j.remediation_id = remediations.id "
+    "AND j.action = 'finish' AND j.phase = 'intent' AND NOT EXISTS (SELECT 1 FROM journal k "
+    "WHERE k.idem_key = j.idem_key AND k.phase = 'result')) ORDER BY id";
 static const char sql_set[] =
     "UPDATE remediations SET state = ?2, reason = coalesce(?3, reason), "
     "approved_by = coalesce(?4, approved_by), "
@@ -266,6 +273,16 @@ int asr_remediation_in_flight_all(struct asr_store *st, struct asr_remediation *
     if (s == NULL)
         return ASR_EDB;
     return asr_store_collect(st, s, "remediations in flight", sizeof(struct asr_remediation),
+                             read_row, free_rows, (void **)out, n, err);
+}
+
+int asr_remediation_unfinished(struct asr_store *st, struct asr_remediation **out, size_t *n,
+                               struct asr_err *err)
+{
+    sqlite3_stmt *s = asr_store_prepare(st, sql_unfinished, "unfinished remediations", err);
+    if (s == NULL)
+        return ASR_EDB;
+    return asr_store_collect(st, s, "unfinished remediations", sizeof(struct asr_remediation),
                              read_row, free_rows, (void **)out, n, err);
 }
 

@@ -17,7 +17,7 @@ dir and repository, and asks this script, with the daemon stopped again:
     crash_check.py check --state DIR --repo DIR --base SHA --base-deploy N --status FILE
                          --served SHA --health CODE [--replay CODE] --asr BIN
                          --trial N --kill-ms N --phase WORD --out FILE
-                         [--webhook-log FILE --webhook-from LINE]
+                         [--webhook-log FILE --webhook-from LINE] [--expect failed]
         checks the acceptance item "Crash safety" on one trial and appends its figures to FILE
         (one JSON object per line); prints one line for the trial and one per violation, and
         exits 1 on any violation:
@@ -36,7 +36,12 @@ dir and repository, and asks this script, with the daemon stopped again:
             intent;
           - webhooks (when --webhook-log is given, its lines from LINE on): every call has an
             Idempotency-Key, and no key is received twice;
-          - /health through the proxy answered 200 after the restart; `asr audit verify` passes.
+          - /health through the proxy answered 200 after the restart; `asr audit verify` passes;
+          - with --expect failed (the undo path: a patch deployed that does not remove the fault),
+            also: there is a remediation and every one failed; each has exactly one commit of
+            its plan, reverted; that commit's release exists and is bad; the service runs the
+            original release, --base (asr status and GET /version through the proxy); and with
+            --webhook-log, its end was announced (a rem:<id>:notify:* row in the journal).
     crash_check.py summary --results FILE
         the trials' figures: final states, phases, duplicates; exit 1 if any trial failed.
 """
@@ -249,6 +254,36 @@ def final(args):
 
 # ---- check ------------------------------------------------------------------------------------
 
+def expect_failed(con, rem, who, commit, runs, served, base, short, notify):
+    """--expect failed, for a final remediation that did not succeed: its patch was committed
+    (reverted: the caller checks it), its release marked bad, the service is back on the
+    original release, and (notify: a webhook is configured) its end was announced, at least
+    attempted (a rem:<id>:notify:* row: sent at most once, so a kill may lose the send itself).
+    A list of violations."""
+    bad = []
+    if notify and con.execute("SELECT count(*) FROM journal WHERE idem_key LIKE ?",
+                              (f"rem:{rem['id']}:notify:%",)).fetchone()[0] == 0:
+        bad.append(f"{who}: its end was never announced (no rem:{rem['id']}:notify:* row in the "
+                   f"journal)")
+    if commit is None:
+        bad.append(f"{who}: no commit of plan {rem['plan_id']} on "
+                   f"asr/incident-{rem['incident_id']} (expected one, reverted)")
+    else:
+        rel = con.execute("SELECT id, state FROM releases WHERE service=? AND commit_sha=?",
+                          (rem["service"], commit)).fetchone()
+        if rel is None:
+            bad.append(f"{who}: no release of its commit {short(commit)} (expected one, bad)")
+        elif rel["state"] != "bad":
+            bad.append(f"{who}: its commit's release {rel['id']} is {rel['state']}, not bad")
+    if runs != base:
+        bad.append(f"{who}: asr status says {rem['service']} runs {short(runs)}, not the "
+                   f"original release {short(base)}")
+    if rem["service"] == "shop" and served != base:
+        bad.append(f"{who}: GET /version through the proxy serves {short(served)}, not the "
+                   f"original release {short(base)}")
+    return bad
+
+
 def check(args):
     bad = []
     con = connect(args.state)
@@ -330,6 +365,9 @@ def check(args):
             if rem["plan_status"] != "verified":
                 bad.append(f"{who}: plan {rem['plan_id']} is {rem['plan_status']}, not verified")
         elif rem["state"] in FINAL:
+            if args.expect == "failed":
+                bad += expect_failed(con, rem, who, commit, runs, served, args.base, short,
+                                     args.webhook_log is not None)
             if commit is not None:
                 if not reverted:
                     bad.append(f"{who}: its commit {short(commit)} is not reverted")
@@ -354,6 +392,13 @@ def check(args):
             if rem["state"] == "failed" and rem["plan_status"] != "failed":
                 bad.append(f"{who}: plan {rem['plan_id']} is {rem['plan_status']}, not failed "
                            f"(the failure was not learned)")
+
+    if args.expect == "failed":
+        if not rems:
+            bad.append("expected a failed remediation, found none")
+        for rem in rems:
+            if rem["state"] != "failed":
+                bad.append(f"remediation {rem['id']} is {rem['state']}, expected failed")
 
     # 4. Deploys: none twice by the same remediation.
     deps = con.execute("SELECT * FROM deployments WHERE id > ? ORDER BY id",
@@ -506,6 +551,8 @@ def main():
     p.add_argument("--kill-how", default="", help="how the kill point was chosen, for the line")
     p.add_argument("--webhook-log", help="tests/webhook_server.py's record (WEBHOOK_RECORD)")
     p.add_argument("--webhook-from", type=int, default=0, help="the trial's first line of it")
+    p.add_argument("--expect", choices=("any", "failed"), default="any",
+                   help="the outcome the remediation must reach (failed: the undo path)")
     p.add_argument("--left-running", default="",
                    help="processes of the trial still running 50 ms after the kill (a note)")
     p = sub.add_parser("summary")

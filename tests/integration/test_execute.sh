@@ -56,7 +56,7 @@ db "select resolution from incidents where id=$a" | grep -q "remediated by plan"
 expect_eq "plan verified (learned)" verified "$(db "select status from plans where incident_id=$a")"
 rid=$(rem "$a" id)
 expect_eq "journal: intent and result of the restart and of the verification" \
-    "1|restart|intent,1|restart|result,1|restart|intent,1|restart|result" \
+    "1|restart|intent,1|restart|result,1|restart|intent,1|restart|result,0|finish|intent,0|finish|result" \
     "$(db "select group_concat(step || '|' || action || '|' || phase, ',') from (select * from journal where remediation_id=$rid order by id)")"
 expect_eq "journal: every step succeeded" 0 "$(db "select count(*) from journal where remediation_id=$rid and phase='result' and ok=0")"
 "$ASR_BIN" approve "$a" --state-dir "$STATE" >/dev/null 2>&1 && fail "a second approval was accepted"

@@ -42,7 +42,7 @@ echo "$show" | grep -qE "step 1 patch +result ok" || fail "incident show: the pa
 echo "$show" | grep -qE "step 1 patch +result ok .*replay of POST /test-fault/db-timeout gave 200" || fail "incident show: the replay: $show"
 echo "$show" | grep -qE "^  MTTR [0-9]+ ms" || fail "incident show: MTTR: $show"
 echo "$show" | sed -n '/^remediation/,$p' >&2
-expect_eq "incident show --json: the remediation, its journal and MTTR" "succeeded 5 True" \
+expect_eq "incident show --json: the remediation, its journal and MTTR" "succeeded 7 True" \
     "$("$ASR_BIN" incident show "$id" --json --state-dir "$STATE" | python3 -c 'import json,sys; r=json.load(sys.stdin)["remediation"]; print(r["state"], len(r["journal"]), r["mttr_ms"] > 0)')"
 pass "patch-class fault fixed in $(grep -oE "incident $id remediated: .*MTTR [0-9]+ ms" "$WORK/daemon.log" | grep -oE "[0-9]+ ms$")"
 
