@@ -758,8 +758,8 @@ static void run_step(struct run *r)
         }
     } else {
         asr_err_set(&err, ASR_EINVAL,
-                    "%s: carrying out this action is not built yet (issue 5); the next step "
-                    "follows",
+                    "%s: not an action asr carries out (the gate lets no such plan through); "
+                    "the next step follows",
                     action != NULL ? action : "?");
     }
     if (rc != 0) {

@@ -14,15 +14,16 @@
  * Actions carried out today: restart (a blue/green restart: the active release deployed again,
  * without a rebuild), rollback (to the last good release), deploy (a ref), patch (the edits
  * committed on asr/incident-<id> by asr-git, on the active release's commit, then deployed:
- * build, test, blue/green), escalate. notify is on the whitelist but not carried out yet: a plan
- * with it is refused at the gate and escalated. Verification replays the playbook's request
+ * build, test, blue/green), notify (an event to the webhook, then the next step; refused at the
+ * gate when no webhook is configured), escalate. Verification replays the playbook's request
  * (with X-Asr-Verification: 1, through the proxy) when the plan has one, then watches health
  * and the incident for the window. A patch that does not remove the fault (its build, tests,
  * deployment or verification failed) is reverted with a new commit, and rolled back if it was
  * deployed, before the next step.
  *
- * After a crash, a run found in flight with a step whose intent has no result is not repeated
- * (its effect is unknown): it ends failed, says which step was interrupted, and escalates.
+ * After a crash, a run found in flight is resumed from its journal once its service is up
+ * (asr_executor_resume; docs/execution.md, "Restarting in the middle of a run"): nothing that
+ * acted is repeated, an unfinished undo is finished, and what runs is verified again.
  */
 #ifndef ASR_EXECUTE_EXECUTOR_H
 #define ASR_EXECUTE_EXECUTOR_H
@@ -65,7 +66,10 @@ void asr_executor_plan(struct asr_executor *ex, int64_t plan_id, int64_t inciden
  * (none), or ASR_EINVAL (it is not awaiting approval; err says its state). */
 int asr_executor_decide(struct asr_executor *ex, int64_t incident_id, bool approve, const char *who,
                         struct asr_err *err);
-/* At start: remediations left running by a stopped or crashed asr end failed (see above). */
+/* At start, before the services start: remediations left running by a stopped or crashed asr,
+ * and finished runs whose bookkeeping was cut short, are picked up from their journal (see
+ * above); each goes on once its service's start has ended. One that cannot be (its plan was
+ * replaced) ends failed and escalates. */
 void asr_executor_resume(struct asr_executor *ex);
 /* Runs in flight are abandoned (their journal says where); frees the executor. */
 void asr_executor_destroy(struct asr_executor *ex);
