@@ -38,11 +38,13 @@ verify:
 EOF
 "$ASR_BIN" kb add "$WORK/kb" --state-dir "$STATE" >/dev/null || fail "kb add"
 
-# The stand-ins, each on a port of its own choosing.
+# The stand-ins, each on a port of its own choosing, run from a copy in $WORK so that the
+# teardown (pkill -f "$WORK/") ends them.
 start_server() { # name script env...
     local name=$1 script=$2
     shift 2
-    env "$@" python3 "$ASR_SOURCE_DIR/tests/$script" >"$WORK/$name.out" 2>&1 &
+    cp "$ASR_SOURCE_DIR/tests/$script" "$WORK/$script"
+    env "$@" python3 "$WORK/$script" >"$WORK/$name.out" 2>&1 &
     for _ in $(seq 1 100); do
         grep -q '^listening ' "$WORK/$name.out" 2>/dev/null && break
         sleep 0.05
