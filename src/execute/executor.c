@@ -143,12 +143,10 @@ static void journal(struct run *r, const char *phase, bool ok, const char *fmt, 
 }
 
 /* The run's outcome to the webhook, and a verified patch published (outbound.h). */
-static void announce(struct run *r, enum asr_notify_kind kind, const char *reason, int64_t mttr_ms)
+static void announce(struct run *r, const struct asr_incident *inc, enum asr_notify_kind kind,
+                     const char *reason, int64_t mttr_ms)
 {
     struct asr_executor *ex = r->ex;
-    struct asr_incident inc = {0};
-    struct asr_err err = {0};
-    bool have = asr_store_incident_get(ex->env.st, r->incident_id, &inc, &err) == 0;
     char branch[64];
     asr_patch_branch(r->incident_id, branch, sizeof(branch));
     struct asr_notify_info info = {.kind = kind,
@@ -156,8 +154,8 @@ static void announce(struct run *r, enum asr_notify_kind kind, const char *reaso
                                    .plan = r->plan_id,
                                    .remediation = r->rem_id,
                                    .service = r->service,
-                                   .signature = have ? inc.signature : NULL,
-                                   .summary = have ? inc.line : NULL,
+                                   .signature = inc != NULL ? inc->signature : NULL,
+                                   .summary = inc != NULL ? inc->line : NULL,
                                    .reason = reason,
                                    .mttr_ms = mttr_ms,
                                    .branch = r->fixed[0] != '\0' ? branch : NULL,
@@ -175,13 +173,12 @@ static void announce(struct run *r, enum asr_notify_kind kind, const char *reaso
                                         .plan = r->plan_id,
                                         .strategy = r->strategy,
                                         .title = r->fix_title[0] != '\0' ? r->fix_title : r->title,
-                                        .summary = have ? inc.line : NULL,
+                                        .summary = inc != NULL ? inc->line : NULL,
                                         .plan_text = r->rationale,
                                         .verification = verification,
                                         .commit = r->fixed};
         asr_outbound_publish(ex->out, svc, r->rem_id, &pr);
     }
-    asr_incident_free(&inc);
 }
 
 static bool circuit_open(struct asr_executor *ex, const struct asr_service_cfg *svc);
@@ -224,7 +221,8 @@ static void wrap_up(struct run *r, const char *state, const char *reason, int64_
     struct asr_incident inc = {0};
     bool ok = strcmp(state, ASR_REM_SUCCEEDED) == 0;
     int64_t mttr_ms = -1;
-    if (asr_store_incident_get(ex->env.st, r->incident_id, &inc, &err) == 0) {
+    bool have = asr_store_incident_get(ex->env.st, r->incident_id, &inc, &err) == 0;
+    if (have) {
         int64_t mttr = ok ? at - inc.first_seen : 0;
         mttr_ms = ok ? mttr : -1;
         if (asr_plan_learn(ex->env.st, &inc, ok, mttr, &err) != 0)
@@ -240,7 +238,6 @@ static void wrap_up(struct run *r, const char *state, const char *reason, int64_
                      reason, (long long)mttr);
         }
     }
-    asr_incident_free(&inc);
     /* The circuit this failure leaves open and the incidents held on the run go with it. */
     char note[700] = "";
     const struct asr_service_cfg *cfg = asr_config_service(ex->env.cfg, r->service);
@@ -257,12 +254,13 @@ static void wrap_up(struct run *r, const char *state, const char *reason, int64_
     char said[1200];
     snprintf(said, sizeof(said), "%s%s", reason, ok ? "" : note);
     bool circuit = !ok && cfg != NULL && circuit_open(ex, cfg);
-    announce(r,
+    announce(r, have ? &inc : NULL,
              ok                                      ? ASR_NOTIFY_REMEDIATED
              : circuit                               ? ASR_NOTIFY_CIRCUIT_OPEN
              : strcmp(state, ASR_REM_ESCALATED) == 0 ? ASR_NOTIFY_ESCALATED
                                                      : ASR_NOTIFY_FAILED,
              said, mttr_ms);
+    asr_incident_free(&inc);
     journal_finish(r, "result", state, "learned, resolved or escalated, announced");
     run_free(r);
 }
@@ -270,25 +268,19 @@ static void wrap_up(struct run *r, const char *state, const char *reason, int64_
 /* ---- verification -----------------------------------------------------------------------------
  */
 
-/* The service's crash restarts so far (the supervisor's count), or -1. */
-static int64_t service_restarts(struct asr_executor *ex, const char *name)
+/* The service's crash restarts so far (the supervisor's count, -1 when it does not run), and
+ * (healthy may be NULL) whether it is healthy: one read of its status. */
+static int64_t service_restarts(struct asr_executor *ex, const char *name, bool *healthy)
 {
     struct asr_service *svc = ex->env.find(ex->env.data, name);
     json_t *s = svc != NULL ? asr_service_status(svc) : NULL;
     json_t *v = json_object_get(s, "restarts");
+    const char *h = json_string_value(json_object_get(s, "health"));
+    if (healthy != NULL)
+        *healthy = h != NULL && strcmp(h, "healthy") == 0;
     int64_t n = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
     json_decref(s);
     return n;
-}
-
-static bool service_healthy(struct asr_executor *ex, const char *name)
-{
-    struct asr_service *svc = ex->env.find(ex->env.data, name);
-    json_t *s = svc != NULL ? asr_service_status(svc) : NULL;
-    bool ok = s != NULL && json_is_string(json_object_get(s, "health")) &&
-              strcmp(json_string_value(json_object_get(s, "health")), "healthy") == 0;
-    json_decref(s);
-    return ok;
 }
 
 static void undo_done(struct run *r);
@@ -390,11 +382,11 @@ static void verify_cb(uv_timer_t *t)
     if (asr_store_incident_get(r->ex->env.st, r->incident_id, &inc, &err) == 0)
         last = inc.last_seen;
     asr_incident_free(&inc);
-    bool healthy = service_healthy(r->ex, r->service);
+    bool healthy = false;
+    int64_t restarts = service_restarts(r->ex, r->service, &healthy);
     bool quiet = last <= r->seen_before;
     /* A crash in the window is a fault too, whatever its fingerprint (a storm's crashes open
      * incidents of their own, which the check above does not see). */
-    int64_t restarts = service_restarts(r->ex, r->service);
     bool stayed_up = restarts <= r->restarts_before;
     int window = r->window_ms;
     set_key(r, "verify");
@@ -483,7 +475,7 @@ static void verify(struct run *r)
         inc.last_seen > r->seen_before)
         r->seen_before = inc.last_seen;
     asr_incident_free(&inc);
-    r->restarts_before = service_restarts(r->ex, r->service);
+    r->restarts_before = service_restarts(r->ex, r->service, NULL);
     set_key(r, "verify");
     const struct asr_service_cfg *svc = asr_config_service(r->ex->env.cfg, r->service);
     json_t *req = json_object_get(r->verify, "request");
