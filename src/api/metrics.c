@@ -362,9 +362,10 @@ static const struct {
     {"build", "SELECT build_ms FROM releases WHERE build_status <> -1"},
     {"test", "SELECT test_ms FROM releases WHERE test_status <> -1"},
     {"deploy", "SELECT ended_at - started_at FROM deployments WHERE ended_at IS NOT NULL"},
+    /* A verification's journal rows carry its step's action; the key says what they are. */
     {"verify", "SELECT r.at - i.at FROM journal AS i JOIN journal AS r ON r.idem_key = "
-               "i.idem_key AND r.phase = 'result' WHERE i.phase = 'intent' AND i.action = "
-               "'verify' AND i.idem_key GLOB 'rem:*:verify:*'"},
+               "i.idem_key AND r.phase = 'result' WHERE i.phase = 'intent' AND i.idem_key GLOB "
+               "'rem:*:verify:*'"},
     {"remediation", "SELECT finished_at - started_at FROM remediations WHERE started_at IS NOT "
                     "NULL AND finished_at IS NOT NULL"},
 };

@@ -397,11 +397,12 @@ static void test_stages_and_counts(void **state)
                   "\"completion_tokens\":-1,\"error\":\"llm: timed out\"}}",
                   -1, -1);
     remediation(f, pc, c, "escalated", t0 + 50, t0 + 51);
-    /* A verification journal of remediation 1: intent, then result 3.2 s later. */
+    /* A verification journal of remediation 1 (its rows carry the step's action, as the
+     * executor writes them): intent, then result 3.2 s later. */
     sql(f, "INSERT INTO journal (remediation_id, step, action, phase, idem_key, at, ok) VALUES "
            "(1, 2, 'restart', 'intent', 'rem:1:step:2', 100, NULL), (1, 2, 'restart', 'result', "
-           "'rem:1:step:2', 200, 1), (1, 2, 'verify', 'intent', 'rem:1:verify:2', 300, NULL), "
-           "(1, 2, 'verify', 'result', 'rem:1:verify:2', 3500, 1)");
+           "'rem:1:step:2', 200, 1), (1, 2, 'restart', 'intent', 'rem:1:verify:2', 300, NULL), "
+           "(1, 2, 'restart', 'result', 'rem:1:verify:2', 3500, 1)");
     sql(f, "INSERT INTO kb_docs (kind, ref, title, body, updated_at) VALUES ('playbook', 'p1', "
            "'t', '{}', 1), ('playbook', 'p2', 't', '{}', 1), ('incident', 'i1', 't', '{}', 1)");
 
