@@ -292,12 +292,17 @@ static void hist_observe(struct hist *h, int64_t ms)
     h->sum_ms += ms;
 }
 
-/* Observes the first column (ms) of every row of sql. */
-static void hist_fill(struct render *r, struct hist *h, const char *sql, const char *what)
+/* Observes the first column (ms) of every row of sql in h, and in also (if not NULL). */
+static void hist_fill(struct render *r, struct hist *h, struct hist *also, const char *sql,
+                      const char *what)
 {
     sqlite3_stmt *s = query(r, sql, what);
-    while (next_row(r, s, what))
-        hist_observe(h, sqlite3_column_int64(s, 0));
+    while (next_row(r, s, what)) {
+        int64_t ms = sqlite3_column_int64(s, 0);
+        hist_observe(h, ms);
+        if (also != NULL)
+            hist_observe(also, ms);
+    }
     sqlite3_finalize(s);
 }
 
@@ -329,12 +334,15 @@ static void hist_write(struct render *r, const char *name, const char *const *kv
 static const char sql_incidents[] =
     "SELECT service, signature, status, count(*) FROM incidents GROUP BY service, signature, "
     "status ORDER BY service, signature, status LIMIT ?1";
-/* A remediation's action is its plan's first step that acts: a notify step removes no fault. */
+/* A remediation's action is its plan's first step that acts: a notify step removes no fault.
+ * The first three steps are looked at (json_extract, not json_each over every step: a third of
+ * the time on 20,000 remediations); a plan that only notifies in those is "none". */
 static const char sql_remediations[] =
-    "SELECT r.service, coalesce((SELECT json_extract(s.value, '$.action') FROM "
-    "json_each(p.body, '$.steps') AS s WHERE json_extract(s.value, '$.action') IS NOT 'notify' "
-    "ORDER BY s.key LIMIT 1), 'none'), r.state, count(*) FROM remediations AS r LEFT JOIN "
-    "plans AS p ON p.id = r.plan_id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT ?1";
+    "SELECT r.service, coalesce(nullif(json_extract(p.body, '$.steps[0].action'), 'notify'), "
+    "nullif(json_extract(p.body, '$.steps[1].action'), 'notify'), "
+    "nullif(json_extract(p.body, '$.steps[2].action'), 'notify'), 'none'), r.state, count(*) "
+    "FROM remediations AS r LEFT JOIN plans AS p ON p.id = r.plan_id GROUP BY 1, 2, 3 "
+    "ORDER BY 1, 2, 3 LIMIT ?1";
 static const char sql_deployments[] =
     "SELECT service, kind, outcome, count(*) FROM deployments WHERE outcome <> 'running' "
     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT ?1";
@@ -406,15 +414,17 @@ static void store_metrics(struct render *r)
 
     struct hist h;
     hist_init(&h, mttr_bounds, NBOUNDS(mttr_bounds));
-    hist_fill(r, &h, sql_mttr, "asr_mttr_seconds");
+    hist_fill(r, &h, NULL, sql_mttr, "asr_mttr_seconds");
     family(r, "asr_mttr_seconds", "histogram",
            "Time to recovery of remediated incidents: first fault line to resolved, for each "
            "resolved incident whose remediation succeeded.");
     hist_write(r, "asr_mttr_seconds", NULL, &h);
 
-    struct hist detect;
+    /* One pass over the incidents for both: the latency's buckets and the detect stage's. */
+    struct hist detect, detect_stage;
     hist_init(&detect, latency_bounds, NBOUNDS(latency_bounds));
-    hist_fill(r, &detect, sql_detect, "asr_detection_latency_seconds");
+    hist_init(&detect_stage, stage_bounds, NBOUNDS(stage_bounds));
+    hist_fill(r, &detect, &detect_stage, sql_detect, "asr_detection_latency_seconds");
     family(r, "asr_detection_latency_seconds", "histogram",
            "Detection latency of every incident: its first fault line to the incident committed "
            "to the store.");
@@ -425,7 +435,10 @@ static void store_metrics(struct render *r)
            "spans).");
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); i++) {
         hist_init(&h, stage_bounds, NBOUNDS(stage_bounds));
-        hist_fill(r, &h, stages[i].sql, stages[i].stage);
+        if (stages[i].sql == sql_detect)
+            h = detect_stage;
+        else
+            hist_fill(r, &h, NULL, stages[i].sql, stages[i].stage);
         hist_write(r, "asr_stage_duration_seconds",
                    (const char *[]){"stage", stages[i].stage, NULL}, &h);
     }

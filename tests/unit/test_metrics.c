@@ -397,6 +397,11 @@ static void test_stages_and_counts(void **state)
                   "\"completion_tokens\":-1,\"error\":\"llm: timed out\"}}",
                   -1, -1);
     remediation(f, pc, c, "escalated", t0 + 50, t0 + 51);
+    /* A plan that only notifies has no acting action. */
+    int d = incident(f, "shop", "FAULT_D", t0, 2, -1);
+    int pd =
+        plan(f, d, t0 + 2 + 40, "{\"steps\":[{\"action\":\"notify\",\"message\":\"m\"}]}", -1, -1);
+    remediation(f, pd, d, "refused", 0, t0 + 60);
     /* A verification journal of remediation 1 (its rows carry the step's action, as the
      * executor writes them): intent, then result 3.2 s later. */
     sql(f, "INSERT INTO journal (remediation_id, step, action, phase, idem_key, at, ok) VALUES "
@@ -414,13 +419,13 @@ static void test_stages_and_counts(void **state)
     assert_sample(text, "asr_stage_duration_seconds_sum{stage=\"test\"}", "0.800");
     assert_sample(text, "asr_stage_duration_seconds_count{stage=\"deploy\"}", "3");
     assert_sample(text, "asr_stage_duration_seconds_sum{stage=\"deploy\"}", "5.300");
-    assert_sample(text, "asr_stage_duration_seconds_count{stage=\"plan\"}", "3");
-    assert_sample(text, "asr_stage_duration_seconds_sum{stage=\"plan\"}", "0.120");
+    assert_sample(text, "asr_stage_duration_seconds_count{stage=\"plan\"}", "4");
+    assert_sample(text, "asr_stage_duration_seconds_sum{stage=\"plan\"}", "0.160");
     assert_sample(text, "asr_stage_duration_seconds_count{stage=\"verify\"}", "1");
     assert_sample(text, "asr_stage_duration_seconds_sum{stage=\"verify\"}", "3.200");
     assert_sample(text, "asr_stage_duration_seconds_count{stage=\"remediation\"}", "2");
     assert_sample(text, "asr_stage_duration_seconds_sum{stage=\"remediation\"}", "3.001");
-    assert_sample(text, "asr_stage_duration_seconds_count{stage=\"detect\"}", "3");
+    assert_sample(text, "asr_stage_duration_seconds_count{stage=\"detect\"}", "4");
     assert_sample(
         text, "asr_deployments_total{service=\"shop\",kind=\"deploy\",outcome=\"succeeded\"}", "1");
     assert_sample(
@@ -438,6 +443,8 @@ static void test_stages_and_counts(void **state)
         "1");
     assert_sample(
         text, "asr_remediations{service=\"shop\",action=\"escalate\",outcome=\"escalated\"}", "1");
+    assert_sample(text, "asr_remediations{service=\"shop\",action=\"none\",outcome=\"refused\"}",
+                  "1");
     assert_sample(text, "asr_llm_calls_total{outcome=\"ok\"}", "1");
     assert_sample(text, "asr_llm_calls_total{outcome=\"error\"}", "1");
     assert_sample(text, "asr_llm_tokens_total{kind=\"prompt\"}", "1200");
