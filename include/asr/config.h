@@ -154,6 +154,17 @@ struct asr_notify_cfg {
     int timeout_ms;  /* per send, default 5000 */
 };
 
+/* The operator's HTTP API, metrics and dashboard (docs/api.md); listen_host NULL: no `api` block,
+ * no HTTP server (the CLI still reaches the daemon over its unix socket). */
+struct asr_api_cfg {
+    char *listen_host;  /* numeric IPv4/IPv6 address, e.g. "127.0.0.1" */
+    int listen_port;    /* 1..65535 */
+    char *token_env;    /* environment variable holding the bearer token, or NULL: mutating
+                           calls over HTTP are refused */
+    int max_body_bytes; /* request bodies above this get 413, default 1 MiB */
+    int line;           /* line of the block in the config file */
+};
+
 struct asr_config {
     char *path;      /* the file it was loaded from, as given */
     char *dir;       /* absolute directory of that file */
@@ -163,6 +174,7 @@ struct asr_config {
     struct asr_llm_cfg llm;
     struct asr_detection_cfg detection;
     struct asr_notify_cfg notify;
+    struct asr_api_cfg api;
     struct asr_service_cfg *services;
     size_t nservices;
 };

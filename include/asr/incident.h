@@ -119,6 +119,17 @@ int asr_store_incident_get(struct asr_store *st, int64_t id, struct asr_incident
 /* Incidents newest first, at most limit; service and status may be NULL (all). */
 int asr_store_incident_list(struct asr_store *st, const char *service, const char *status,
                             int limit, struct asr_incident **out, size_t *n, struct asr_err *err);
+/* Filters of asr_store_incident_query; NULL or 0 fields do not filter. */
+struct asr_incident_query {
+    const char *service;
+    const char *status;
+    const char *signature;
+    int64_t before_id; /* only ids below this: the next page after a page ending at before_id */
+    int limit;         /* 0: no limit */
+};
+/* Incidents newest first that pass every filter of q. */
+int asr_store_incident_query(struct asr_store *st, const struct asr_incident_query *q,
+                             struct asr_incident **out, size_t *n, struct asr_err *err);
 /* The latest incident per fingerprint that is open or was resolved at or after since_ms
  * (what the detector needs to resume dedupe and cooldown after a restart). */
 int asr_store_incident_recent(struct asr_store *st, int64_t since_ms, struct asr_incident **out,

@@ -61,11 +61,12 @@ struct asr_deployment {
 
 struct asr_event {
     int64_t id;
-    int64_t at;    /* wall ms */
-    char *service; /* may be NULL */
-    char *actor;   /* who: "daemon", "cli", "supervisor", ... */
-    char *kind;    /* what: "slot.started", "deploy.switched", ... */
-    char *detail;  /* free text or JSON, may be NULL */
+    int64_t at;          /* wall ms */
+    char *service;       /* may be NULL */
+    char *actor;         /* who: "daemon", "cli", "supervisor", ... */
+    char *kind;          /* what: "slot.started", "deploy.switched", ... */
+    char *detail;        /* free text or JSON, may be NULL */
+    int64_t incident_id; /* the incident it belongs to, or 0 */
 };
 
 /* Opens (creating if needed) `<state_dir>/asr.db` and applies pending migrations. */
@@ -119,12 +120,19 @@ int asr_store_deployment_abandon_running(struct asr_store *st, const char *reaso
 void asr_deployment_free(struct asr_deployment *d);
 void asr_deployments_free(struct asr_deployment *d, size_t n);
 
-/* Appends an event to the timeline; service and detail may be NULL. */
+/*
+ * Appends an event to the timeline; service and detail may be NULL. The events table is also the
+ * live stream of GET /api/v1/events (docs/api.md): every audit row is mirrored into it, in the
+ * audit row's transaction, with its incident, and so is every incident the detector opens.
+ */
 int asr_store_event_add(struct asr_store *st, const char *service, const char *actor,
                         const char *kind, const char *detail, struct asr_err *err);
 /* Events with id > after_id, oldest first, at most limit (service NULL = all). */
 int asr_store_event_list(struct asr_store *st, const char *service, int64_t after_id, int limit,
                          struct asr_event **out, size_t *n, struct asr_err *err);
 void asr_events_free(struct asr_event *e, size_t n);
+/* The id of the newest event this connection wrote or saw when it opened (the event stream
+ * compares it with what it sent to know that there is more, without a query). */
+int64_t asr_store_event_head(const struct asr_store *st);
 
 #endif

@@ -381,3 +381,32 @@ int asr_control_call(const char *state_dir, json_t *request, void (*on_progress)
     close(fd);
     return rc;
 }
+
+int asr_control_api(const char *state_dir, const char *method, const char *path, json_t *body,
+                    void (*on_progress)(const char *msg), json_t **out, struct asr_err *err)
+{
+    *out = NULL;
+    json_t *req = json_pack("{s:s, s:s, s:O?}", "method", method, "path", path, "body", body);
+    json_decref(body);
+    if (req == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "out of memory");
+    json_t *reply = NULL;
+    int rc = asr_control_call(state_dir, req, on_progress, &reply, err);
+    json_decref(req);
+    if (rc != 0)
+        return rc;
+    json_t *b = json_object_get(reply, "body");
+    json_int_t status = json_integer_value(json_object_get(reply, "status"));
+    if (json_is_object(b)) {
+        *out = json_incref(b);
+    } else {
+        /* The daemon refused the request itself (an older daemon, or a malformed request). */
+        const char *e = json_string_value(json_object_get(reply, "error"));
+        *out = json_pack("{s:s}", "error", e != NULL ? e : "the daemon's answer has no body");
+        status = 400;
+    }
+    json_object_set_new(*out, "ok", json_boolean(status >= 200 && status < 300));
+    json_object_set_new(*out, "status", json_integer(status));
+    json_decref(reply);
+    return 0;
+}

@@ -43,4 +43,12 @@ void asr_control_reply_error(struct asr_control_conn *conn, const char *msg);
 int asr_control_call(const char *state_dir, json_t *request, void (*on_progress)(const char *msg),
                      json_t **reply, struct asr_err *err);
 
+/*
+ * The operator's API (api/api.h) over the socket: sends {"method", "path", "body"} (body stolen,
+ * may be NULL) and returns the answer's body in *out, with "ok" (a 2xx status) and "status"
+ * added. Returns 0, ASR_ENODAEMON when no daemon listens, or ASR_EPROTO/ASR_EIO.
+ */
+int asr_control_api(const char *state_dir, const char *method, const char *path, json_t *body,
+                    void (*on_progress)(const char *msg), json_t **out, struct asr_err *err);
+
 #endif

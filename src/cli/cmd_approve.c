@@ -37,15 +37,13 @@ static int decide(int argc, char **argv, bool approve)
     if (sd == NULL)
         return ASR_EXIT_FAIL;
     const char *who = getenv("USER");
-    char by[160];
-    snprintf(by, sizeof(by), "%s%s%s", who != NULL ? who : "an operator",
-             o.reason != NULL ? ": " : "", o.reason != NULL ? o.reason : "");
-    json_t *req = json_pack("{s:s, s:I, s:s}", "cmd", approve ? "approve" : "reject", "id",
-                            (json_int_t)id, "by", by);
+    json_t *body =
+        json_pack("{s:s, s:s*}", "by", who != NULL ? who : "an operator", "reason", o.reason);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/incidents/%lld/%s", id, approve ? "approve" : "reject");
     json_t *reply = NULL;
     struct asr_err err = {0};
-    rc = asr_control_call(sd, req, NULL, &reply, &err);
-    json_decref(req);
+    rc = asr_control_api(sd, "POST", path, body, NULL, &reply, &err);
     free(sd);
     if (rc != 0) {
         cli_error(approve ? "approve" : "reject", "%s%s", asr_err_msg(&err, rc),

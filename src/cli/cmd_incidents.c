@@ -8,6 +8,7 @@
  * cannot move the cursor or recolour a terminal.
  */
 #include "api/control.h"
+#include "api/views.h"
 #include "asr/incident.h"
 #include "asr/remediation.h"
 #include "asr/store.h"
@@ -120,41 +121,6 @@ static void print_lines(const char *label, const char *json_text)
     json_decref(a);
 }
 
-/* The incident's remediation with its journal and MTTR, as JSON; null when it has none. */
-static json_t *remediation_json(struct asr_store *st, const struct asr_incident *inc)
-{
-    struct asr_remediation rem = {0};
-    struct asr_err err = {0};
-    if (asr_remediation_of_incident(st, inc->id, &rem, &err) != 0)
-        return json_null();
-    json_t *journal = json_array();
-    struct asr_journal_row *j = NULL;
-    size_t n = 0;
-    if (asr_journal_list(st, rem.id, &j, &n, &err) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            json_t *d = json_loads(j[i].detail, 0, NULL);
-            json_array_append_new(
-                journal,
-                json_pack("{s:I, s:I, s:i, s:s, s:s, s:s, s:o?, s:O?}", "at", (json_int_t)j[i].at,
-                          "ms_from_first_seen", (json_int_t)(j[i].at - inc->first_seen), "step",
-                          j[i].step, "action", j[i].action, "phase", j[i].phase, "key", j[i].key,
-                          "ok", strcmp(j[i].phase, "result") == 0 ? json_boolean(j[i].ok) : NULL,
-                          "detail", json_object_get(d, "detail")));
-            json_decref(d);
-        }
-        asr_journal_rows_free(j, n);
-    }
-    bool ok = strcmp(rem.state, ASR_REM_SUCCEEDED) == 0 && inc->resolved_at > 0;
-    json_t *r = json_pack("{s:I, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o, s:o}", "id",
-                          (json_int_t)rem.id, "plan", (json_int_t)rem.plan_id, "state", rem.state,
-                          "reason", rem.reason, "approved_by", rem.approved_by, "created_at",
-                          (json_int_t)rem.created_at, "started_at", (json_int_t)rem.started_at,
-                          "finished_at", (json_int_t)rem.finished_at, "journal", journal, "mttr_ms",
-                          ok ? json_integer(inc->resolved_at - inc->first_seen) : json_null());
-    asr_remediation_free(&rem);
-    return r != NULL ? r : json_null();
-}
-
 /* The remediation of the incident and its journal, with times from the first fault line, and
  * the MTTR when it was remediated. */
 static void print_remediation(struct asr_store *st, const struct asr_incident *inc)
@@ -211,7 +177,7 @@ static int show(const struct cli_opts *o, int64_t id)
     }
     if (o->json) {
         json_t *j = asr_incident_json(&inc, notes, nn);
-        json_object_set_new(j, "remediation", remediation_json(st, &inc));
+        json_object_set_new(j, "remediation", asr_view_remediation(st, &inc));
         cli_print_json(j);
         json_decref(j);
     } else {
@@ -273,12 +239,12 @@ static int resolve(const struct cli_opts *o, int64_t id)
     char *sd = cli_state_dir(o);
     if (sd == NULL)
         return ASR_EXIT_FAIL;
-    json_t *req =
-        json_pack("{s:s, s:I, s:s}", "cmd", "resolve", "id", (json_int_t)id, "reason", reason);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/incidents/%lld/resolve", (long long)id);
     json_t *reply = NULL;
     struct asr_err err = {0};
-    int rc = asr_control_call(sd, req, NULL, &reply, &err);
-    json_decref(req);
+    int rc =
+        asr_control_api(sd, "POST", path, json_pack("{s:s}", "reason", reason), NULL, &reply, &err);
     if (rc == ASR_ENODAEMON) {
         struct asr_store *st = NULL;
         if ((rc = asr_store_open(sd, &st, &err)) == 0)

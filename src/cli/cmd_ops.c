@@ -108,10 +108,8 @@ int cmd_status(int argc, char **argv)
     if (sd == NULL)
         return ASR_EXIT_FAIL;
     struct asr_err err = {0};
-    json_t *req = json_pack("{s:s}", "cmd", "status");
     json_t *reply = NULL;
-    rc = asr_control_call(sd, req, NULL, &reply, &err);
-    json_decref(req);
+    rc = asr_control_api(sd, "GET", "/api/v1/status", NULL, NULL, &reply, &err);
     struct asr_store *st = NULL;
     int exit_code = ASR_EXIT_OK;
     if (rc == ASR_ENODAEMON) {
@@ -177,13 +175,14 @@ static int call_op(const struct cli_opts *o, const char *cmd, const char *servic
     char *sd = cli_state_dir(o);
     if (sd == NULL)
         return ASR_EXIT_FAIL;
-    json_t *req = json_pack("{s:s, s:s}", "cmd", cmd, "service", service);
+    json_t *body = json_object();
     if (o->ref != NULL)
-        json_object_set_new(req, "ref", json_string(o->ref));
+        json_object_set_new(body, "ref", json_string(o->ref));
+    char path[300];
+    snprintf(path, sizeof(path), "/api/v1/services/%s/%s", service, cmd);
     json_t *reply = NULL;
     struct asr_err err = {0};
-    int rc = asr_control_call(sd, req, o->json ? NULL : print_progress, &reply, &err);
-    json_decref(req);
+    int rc = asr_control_api(sd, "POST", path, body, o->json ? NULL : print_progress, &reply, &err);
     free(sd);
     if (rc != 0) {
         cli_error(cmd, "%s", asr_err_msg(&err, rc));

@@ -12,6 +12,7 @@
  *     running one when the new one is invalid
  * The state dir is locked (flock on asr.lock) so two daemons never share one.
  */
+#include "api/api.h"
 #include "api/control.h"
 #include "asr/config.h"
 #include "asr/fsutil.h"
@@ -75,6 +76,7 @@ struct daemon {
     char *state_dir;
     struct asr_store *store;
     struct asr_control *control;
+    struct asr_api *api; /* the HTTP API and what the control socket's requests go through */
     struct asr_runtime_ctx ctx;
     struct asr_service *services[MAX_SERVICES];
     int nservices;
@@ -297,25 +299,7 @@ static struct asr_service *find_service(struct daemon *d, const char *name)
     return NULL;
 }
 
-/* ---- control requests ------------------------------------------------------------------------ */
-
-static void op_progress_cb(const char *msg, void *data)
-{
-    asr_control_progress(data, msg);
-}
-
-static void op_done_cb(int rc, const char *msg, json_t *result, void *data)
-{
-    struct asr_control_conn *conn = data;
-    if (conn == NULL)
-        return;
-    json_t *reply = json_pack("{s:b}", "ok", rc == 0);
-    if (rc != 0)
-        json_object_set_new(reply, "error", json_string(msg));
-    if (result != NULL)
-        json_object_set(reply, "result", result);
-    asr_control_reply(conn, reply);
-}
+/* ---- the API's view of the daemon (api/api.h) ------------------------------------------------ */
 
 static json_t *daemon_status(struct daemon *d)
 {
@@ -348,74 +332,67 @@ static json_t *daemon_status(struct daemon *d)
                   (json_int_t)ds.opened, "absorbed", (json_int_t)ds.absorbed, "suppressed",
                   (json_int_t)ds.suppressed, "verifications", (json_int_t)ds.verifications,
                   "flush_errors", (json_int_t)ds.flush_errors);
-    return json_pack("{s:b, s:{s:i, s:s, s:s, s:I, s:o}, s:o}", "ok", 1, "daemon", "pid",
-                     (int)getpid(), "config", d->cfg->path, "state_dir", d->state_dir, "uptime_ms",
+    return json_pack("{s:{s:i, s:s, s:s, s:I, s:I, s:o}, s:o}", "daemon", "pid", (int)getpid(),
+                     "config", d->cfg->path, "state_dir", d->state_dir, "started_at",
+                     (json_int_t)d->started_at, "uptime_ms",
                      (json_int_t)(asr_time_wall_ms() - d->started_at), "detection", det, "services",
                      svcs);
+}
+
+static json_t *hook_status(void *data)
+{
+    return daemon_status(data);
+}
+
+static int hook_deploy(void *data, const char *name, const char *ref, bool rollback,
+                       asr_api_progress_cb progress, asr_api_done_cb done, void *cb_data,
+                       struct asr_err *err)
+{
+    struct daemon *d = data;
+    struct asr_service *svc = find_service(d, name);
+    if (svc == NULL)
+        return asr_err_set(err, ASR_ENOENT, "no service '%s'", name);
+    return rollback ? asr_service_rollback(svc, progress, done, cb_data, err)
+                    : asr_service_deploy(svc, ref, "deploy", progress, done, cb_data, err);
+}
+
+static int hook_decide(void *data, int64_t incident, bool approve, const char *who,
+                       struct asr_err *err)
+{
+    struct daemon *d = data;
+    return asr_executor_decide(d->executor, incident, approve, who, err);
+}
+
+static int hook_resolve(void *data, int64_t incident, const char *reason, struct asr_err *err)
+{
+    struct daemon *d = data;
+    return asr_detector_resolve(d->det, incident, reason, err);
+}
+
+static int hook_ingest(void *data, const char *service, const char *source, const char *line,
+                       size_t len, int64_t at_ms, struct asr_err *err)
+{
+    struct daemon *d = data;
+    int64_t us = asr_time_wall_us();
+    struct asr_line ln = {.service = service,
+                          .source = source,
+                          .text = line,
+                          .len = len,
+                          .at_ms = at_ms > 0 ? at_ms : us / 1000,
+                          .received_us = us};
+    return d->det != NULL ? asr_detector_line(d->det, &ln, err) : 0;
+}
+
+static bool hook_stopping(void *data)
+{
+    struct daemon *d = data;
+    return d->stop_requested;
 }
 
 static void control_handler(struct asr_control_conn *conn, json_t *req, void *data)
 {
     struct daemon *d = data;
-    const char *cmd = json_string_value(json_object_get(req, "cmd"));
-    if (cmd == NULL) {
-        asr_control_reply_error(conn, "request has no \"cmd\"");
-        return;
-    }
-    if (strcmp(cmd, "status") == 0) {
-        asr_control_reply(conn, daemon_status(d));
-        return;
-    }
-    if (d->stop_requested) {
-        asr_control_reply_error(conn, "asr is stopping");
-        return;
-    }
-    if (strcmp(cmd, "resolve") == 0) {
-        json_int_t id = json_integer_value(json_object_get(req, "id"));
-        const char *reason = json_string_value(json_object_get(req, "reason"));
-        struct asr_err err = {0};
-        int rc = asr_detector_resolve(d->det, id, reason != NULL ? reason : "resolved", &err);
-        if (rc != 0)
-            asr_control_reply_error(conn, asr_err_msg(&err, rc));
-        else
-            asr_control_reply(conn, json_pack("{s:b, s:I}", "ok", 1, "id", id));
-        return;
-    }
-    if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0) {
-        json_int_t id = json_integer_value(json_object_get(req, "id"));
-        const char *by = json_string_value(json_object_get(req, "by"));
-        struct asr_err err = {0};
-        int rc = asr_executor_decide(d->executor, id, strcmp(cmd, "approve") == 0, by, &err);
-        if (rc != 0)
-            asr_control_reply_error(conn, asr_err_msg(&err, rc));
-        else
-            asr_control_reply(conn, json_pack("{s:b, s:I}", "ok", 1, "id", id));
-        return;
-    }
-    if (strcmp(cmd, "deploy") == 0 || strcmp(cmd, "rollback") == 0) {
-        const char *name = json_string_value(json_object_get(req, "service"));
-        struct asr_service *svc = name ? find_service(d, name) : NULL;
-        if (svc == NULL) {
-            char msg[256];
-            snprintf(msg, sizeof(msg), "unknown service '%s'", name ? name : "");
-            asr_control_reply_error(conn, msg);
-            return;
-        }
-        struct asr_err err = {0};
-        int rc;
-        if (strcmp(cmd, "deploy") == 0) {
-            const char *ref = json_string_value(json_object_get(req, "ref"));
-            rc = asr_service_deploy(svc, ref, "deploy", op_progress_cb, op_done_cb, conn, &err);
-        } else {
-            rc = asr_service_rollback(svc, op_progress_cb, op_done_cb, conn, &err);
-        }
-        if (rc != 0)
-            asr_control_reply_error(conn, asr_err_msg(&err, rc));
-        return;
-    }
-    char msg[128];
-    snprintf(msg, sizeof(msg), "unknown command '%.64s'", cmd);
-    asr_control_reply_error(conn, msg);
+    asr_api_control(d->api, conn, req);
 }
 
 /* ---- stopping ---------------------------------------------------------------------------------
@@ -433,6 +410,8 @@ static void finish_stop(struct daemon *d)
     for (int i = 0; i < d->nservices; i++)
         asr_service_destroy(d->services[i]);
     d->nservices = 0;
+    asr_api_destroy(d->api);
+    d->api = NULL;
     asr_control_close(d->control);
     d->control = NULL;
     stop_files(d);
@@ -620,6 +599,7 @@ static int apply_config(struct daemon *d, struct asr_config *next, struct asr_er
     d->cfg = next;
     asr_planner_set_config(d->planner, next); /* before the old config can be freed */
     asr_executor_set_config(d->executor, next);
+    asr_api_set_config(d->api, next);
     int rc = 0;
     for (size_t i = 0; i < next->nservices; i++) {
         const struct asr_service_cfg *n = &next->services[i];
@@ -869,7 +849,16 @@ int cmd_run(int argc, char **argv)
         }
         d.services[d.nservices++] = svc;
     }
-    if (asr_control_listen(d.loop, d.state_dir, control_handler, &d, &d.control, &err) != 0) {
+    struct asr_api_hooks hooks = {.status = hook_status,
+                                  .deploy = hook_deploy,
+                                  .decide = hook_decide,
+                                  .resolve = hook_resolve,
+                                  .ingest = hook_ingest,
+                                  .stopping = hook_stopping,
+                                  .data = &d};
+    if (asr_api_create(d.loop, d.store, d.cfg, &hooks, &d.api, &err) != 0 ||
+        asr_api_listen(d.api, &err) != 0 ||
+        asr_control_listen(d.loop, d.state_dir, control_handler, &d, &d.control, &err) != 0) {
         cli_error("run", "%s", err.msg);
         goto out_loop;
     }
@@ -894,6 +883,10 @@ int cmd_run(int argc, char **argv)
 
 out_loop:
     /* Startup failed after the loop was in use: shut down what was created. */
+    asr_api_destroy(d.api);
+    d.api = NULL;
+    asr_control_close(d.control);
+    d.control = NULL;
     stop_files(&d);
     asr_detector_destroy(d.det);
     d.det = NULL;

@@ -629,12 +629,11 @@ static const char *parse_listen(const char *s, char *host, size_t hcap, int *por
     return NULL;
 }
 
-static int set_listen(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
+/* Reads a HOST:PORT scalar into *host_out (stored) and *port. */
+static int read_listen(struct asr_ys *c, yaml_node_t *n, char **host_out, int *port)
 {
-    struct asr_service_cfg *svc = obj;
     char host[INET6_ADDRSTRLEN], b[ASR_YS_SHOW_CAP];
     const char *s;
-    (void)f;
     if (n->type == YAML_SEQUENCE_NODE)
         return asr_ys_fail(c, asr_ys_line(n),
                            "expected HOST:PORT, got a list (quote IPv6 addresses: "
@@ -642,12 +641,27 @@ static int set_listen(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_
     int rc = asr_ys_want_scalar(c, n, "HOST:PORT like 127.0.0.1:8080", &s);
     if (rc != 0)
         return rc;
-    const char *why = parse_listen(s, host, sizeof(host), &svc->listen_port);
+    const char *why = parse_listen(s, host, sizeof(host), port);
     if (why != NULL)
         return asr_ys_fail(c, asr_ys_line(n), "%s, got '%s'", why,
                            asr_ys_show(s, strlen(s), b, sizeof(b)));
+    return asr_ys_store_str(c, host_out, host);
+}
+
+static int set_listen(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
+{
+    struct asr_service_cfg *svc = obj;
+    (void)f;
     own(c)->listen_line = asr_ys_line(n);
-    return asr_ys_store_str(c, &svc->listen_host, host);
+    return read_listen(c, n, &svc->listen_host, &svc->listen_port);
+}
+
+static int set_api_listen(struct asr_ys *c, const struct asr_ys_field *f, yaml_node_t *n, void *obj)
+{
+    struct asr_api_cfg *api = obj;
+    (void)f;
+    api->line = asr_ys_line(n);
+    return read_listen(c, n, &api->listen_host, &api->listen_port);
 }
 
 /* logs: [stdout, stderr] - which output streams of the service are watched. */
@@ -1283,10 +1297,28 @@ static const struct asr_ys_field notify_fields[] = {
 static const struct asr_ys_schema notify_schema = {notify_fields, ASR_YS_NFIELDS(notify_fields),
                                                    notify_done};
 
+static const struct asr_ys_field api_fields[] = {
+    {"listen", set_api_listen, true, 0, NULL, 0, 0},
+    {"token_env", asr_ys_set_str, false, offsetof(struct asr_api_cfg, token_env), &chk_ident, 0, 0},
+    {"max_body_bytes", asr_ys_set_int, false, offsetof(struct asr_api_cfg, max_body_bytes), NULL,
+     1024, 256 * 1024 * 1024},
+};
+static const struct asr_ys_schema api_schema = {api_fields, ASR_YS_NFIELDS(api_fields), NULL};
+
 static int root_done(struct asr_ys *c, yaml_node_t *map, void *obj)
 {
     struct asr_config *cfg = obj;
     (void)map;
+    for (size_t i = 0; cfg->api.listen_host != NULL && i < cfg->nservices; i++) {
+        const struct asr_service_cfg *s = &cfg->services[i];
+        if (s->listen_port == cfg->api.listen_port &&
+            hosts_clash(s->listen_host, cfg->api.listen_host)) {
+            char a[64];
+            asr_ys_push(c, "api.listen");
+            return asr_ys_fail(c, cfg->api.line, "the API's address overlaps '%s' of service '%s'",
+                               addr_text(s, a, sizeof(a)), s->name);
+        }
+    }
     if (cfg->state_dir == NULL && (cfg->state_dir = resolve(c, ".asr")) == NULL)
         return asr_ys_oom(c);
     return 0;
@@ -1304,6 +1336,7 @@ static const struct asr_ys_field root_fields[] = {
     F_ROOT(llm, asr_ys_set_map, false, &llm_schema),
     F_ROOT(detection, asr_ys_set_map, false, &detection_schema),
     F_ROOT(notify, asr_ys_set_map, false, &notify_schema),
+    F_ROOT(api, asr_ys_set_map, false, &api_schema),
 };
 static const struct asr_ys_schema root_schema = {root_fields, ASR_YS_NFIELDS(root_fields),
                                                  root_done};
@@ -1375,6 +1408,7 @@ int asr_config_parse(const char *name, const char *dir, const char *text, size_t
                                                 .generic = true,
                                                 .rate_jump = 5};
     cfg->notify.timeout_ms = 5000;
+    cfg->api.max_body_bytes = 1024 * 1024;
     cfg->llm = (struct asr_llm_cfg){.timeout_ms = 60000,
                                     .max_attempts = 3,
                                     .max_tokens = 4096,
@@ -1493,6 +1527,8 @@ void asr_config_free(struct asr_config *cfg)
     free(cfg->llm.api_key_env);
     free(cfg->notify.url);
     free(cfg->notify.token_env);
+    free(cfg->api.listen_host);
+    free(cfg->api.token_env);
     free(cfg->path);
     free(cfg->dir);
     free(cfg->state_dir);

@@ -333,6 +333,19 @@ static int append_in_tx(struct asr_store *st, const struct asr_audit_row *row, i
     int rc = asr_store_run(st, s, op, err);
     if (rc != 0)
         return rc;
+    /* Mirrored into the event stream (asr/store.h), with its plan in the detail. */
+    char *mirror = NULL;
+    json_t *d = json_loads(detail, 0, NULL);
+    if (json_is_object(d) && row->plan_id != 0)
+        json_object_set_new(d, "plan", json_integer(row->plan_id));
+    if (d != NULL)
+        mirror = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    rc = asr_store_event_in_tx(st, f[F_AT].i, NULL, row->incident_id, row->actor, row->kind,
+                               mirror != NULL ? mirror : detail, op, err);
+    free(mirror);
+    if (rc != 0)
+        return rc;
 
     /*
      * The first row ever: anchor the empty chain now, before the commit. A crash between this

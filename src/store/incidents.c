@@ -47,7 +47,8 @@ static const char sql_status[] = "SELECT status FROM incidents WHERE id = ?1";
 static const char sql_get[] = "SELECT " INCIDENT_COLS " FROM incidents WHERE id = ?1";
 static const char sql_list[] =
     "SELECT " INCIDENT_COLS " FROM incidents WHERE (?1 IS NULL OR service = ?1) "
-    "AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3";
+    "AND (?2 IS NULL OR status = ?2) AND (?4 IS NULL OR signature = ?4) "
+    "AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?3";
 /* The newest incident of each fingerprint, if it is open or recently resolved. */
 static const char sql_recent[] =
     "SELECT " INCIDENT_COLS " FROM incidents WHERE id IN (SELECT max(id) FROM incidents "
@@ -119,7 +120,21 @@ static int insert_incident(struct asr_store *st, struct asr_incident *inc, const
     char where[512];
     snprintf(where, sizeof(where), "%s %s%s%s", inc->kind, inc->source,
              inc->slot != NULL ? ", slot " : "", inc->slot != NULL ? inc->slot : "");
-    return insert_note(st, inc->id, now, "opened", where, op, err);
+    rc = insert_note(st, inc->id, now, "opened", where, op, err);
+    if (rc != 0)
+        return rc;
+    /* The event stream's copy (asr/store.h): what the dashboard shows before asking for more. */
+    json_t *d =
+        json_pack("{s:s, s:s, s:s, s:I}", "signature", inc->signature, "severity", inc->severity,
+                  "source", inc->source, "first_seen_ms", (json_int_t)inc->first_seen);
+    char *text = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    if (text == NULL)
+        return asr_err_set(err, ASR_ENOMEM, "store: %s: out of memory", op);
+    rc = asr_store_event_in_tx(st, now, inc->service, inc->id, "detector", "incident.opened", text,
+                               op, err);
+    free(text);
+    return rc;
 }
 
 static int update_incident(struct asr_store *st, const struct asr_incident_update *u,
@@ -333,13 +348,25 @@ int asr_store_incident_get(struct asr_store *st, int64_t id, struct asr_incident
 int asr_store_incident_list(struct asr_store *st, const char *service, const char *status,
                             int limit, struct asr_incident **out, size_t *n, struct asr_err *err)
 {
+    struct asr_incident_query q = {.service = service, .status = status, .limit = limit};
+    return asr_store_incident_query(st, &q, out, n, err);
+}
+
+int asr_store_incident_query(struct asr_store *st, const struct asr_incident_query *q,
+                             struct asr_incident **out, size_t *n, struct asr_err *err)
+{
     const char *op = "list incidents";
     sqlite3_stmt *s = asr_store_prepare(st, sql_list, op, err);
     if (s == NULL)
         return ASR_EDB;
-    asr_store_bind_str(s, 1, service);
-    asr_store_bind_str(s, 2, status);
-    sqlite3_bind_int(s, 3, limit > 0 ? limit : -1);
+    asr_store_bind_str(s, 1, q->service);
+    asr_store_bind_str(s, 2, q->status);
+    sqlite3_bind_int(s, 3, q->limit > 0 ? q->limit : -1);
+    asr_store_bind_str(s, 4, q->signature);
+    if (q->before_id > 0)
+        sqlite3_bind_int64(s, 5, q->before_id);
+    else
+        sqlite3_bind_null(s, 5);
     return asr_store_collect(st, s, op, sizeof(**out), read_incident_cb, free_incidents_cb,
                              (void **)out, n, err);
 }

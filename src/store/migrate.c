@@ -316,6 +316,14 @@ static const char migration_6[] =
     ") STRICT;\n"
     "CREATE INDEX journal_by_remediation ON journal (remediation_id, id);\n";
 
+/*
+ * The event stream (issue 6): events name the incident they belong to, so the API's stream and
+ * the dashboard can tell which incident an audit row or an opening is about.
+ */
+static const char migration_7[] =
+    "ALTER TABLE events ADD COLUMN incident_id INTEGER;\n"
+    "CREATE INDEX events_by_incident ON events (incident_id, id) WHERE incident_id IS NOT NULL;\n";
+
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},
     {2, "incidents, incident notes, templates, log positions", migration_2},
@@ -323,6 +331,7 @@ static const struct asr_store_migration migrations[] = {
     {4, "plans", migration_4},
     {5, "audit chain", migration_5},
     {6, "remediations, journal", migration_6},
+    {7, "events name their incident", migration_7},
 };
 
 const struct asr_store_migration *asr_store_migrations(size_t *n)

@@ -64,7 +64,7 @@ enum stmt_id {
     "created_at"
 #define DEPLOY_COLS                                                                                \
     "id, service, kind, from_release, to_release, started_at, ended_at, outcome, reason"
-#define EVENT_COLS "id, at, service, actor, kind, detail"
+#define EVENT_COLS "id, at, service, actor, kind, detail, incident_id"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -103,8 +103,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DEPLOY_LIST_ALL] = "SELECT " DEPLOY_COLS " FROM deployments ORDER BY id DESC LIMIT ?2",
     [S_DEPLOY_ABANDON] = "UPDATE deployments SET outcome = 'failed', reason = ?1, ended_at = ?2 "
                          "WHERE outcome = 'running'",
-    [S_EVENT_INSERT] = "INSERT INTO events (at, service, actor, kind, detail) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* An incident's event without a service of its own takes the incident's. */
+    [S_EVENT_INSERT] = "INSERT INTO events (at, service, actor, kind, detail, incident_id) "
+                       "VALUES (?1, COALESCE(?2, (SELECT service FROM incidents WHERE id = ?6)), "
+                       "?3, ?4, ?5, ?6)",
     [S_EVENT_LIST] = "SELECT " EVENT_COLS " FROM events WHERE id > ?1 AND service = ?2 "
                      "ORDER BY id LIMIT ?3",
     [S_EVENT_LIST_ALL] = "SELECT " EVENT_COLS " FROM events WHERE id > ?1 ORDER BY id LIMIT ?3",
@@ -124,6 +126,7 @@ struct asr_store {
         int64_t seq; /* 0: no audit row appended in the open transaction */
         char hash[65];
     } audit_pending;
+    int64_t event_head; /* the newest events row written through this connection or seen at open */
 };
 
 /* ---- plumbing ------------------------------------------------------------------------------ */
@@ -432,6 +435,11 @@ int asr_store_open_file_with_migrations(const char *path, const struct asr_store
         goto out;
     if ((rc = asr_store_migrate(st->db, path, m, n, err)) != 0)
         goto out;
+    sqlite3_stmt *head = NULL;
+    if (sqlite3_prepare_v2(st->db, "SELECT max(id) FROM events", -1, &head, NULL) == SQLITE_OK &&
+        sqlite3_step(head) == SQLITE_ROW)
+        st->event_head = sqlite3_column_int64(head, 0);
+    sqlite3_finalize(head);
     *out = st;
     st = NULL;
 out:
@@ -1172,6 +1180,34 @@ static void set_synchronous(struct asr_store *st, bool full)
                  NULL, NULL);
 }
 
+int asr_store_event_in_tx(struct asr_store *st, int64_t at, const char *service,
+                          int64_t incident_id, const char *actor, const char *kind,
+                          const char *detail, const char *op, struct asr_err *err)
+{
+    sqlite3_stmt *s = stmt(st, S_EVENT_INSERT, op, err);
+    if (s == NULL)
+        return ASR_EDB;
+    if (sqlite3_bind_int64(s, 1, at != 0 ? at : asr_store_now(st)) != SQLITE_OK ||
+        asr_store_bind_str(s, 2, service) != SQLITE_OK ||
+        asr_store_bind_str(s, 3, actor) != SQLITE_OK ||
+        asr_store_bind_str(s, 4, kind) != SQLITE_OK ||
+        asr_store_bind_str(s, 5, detail) != SQLITE_OK ||
+        (incident_id > 0 ? sqlite3_bind_int64(s, 6, incident_id) : sqlite3_bind_null(s, 6)) !=
+            SQLITE_OK) {
+        asr_store_reset(s);
+        return asr_store_fail(st, op, err);
+    }
+    int rc = asr_store_run(st, s, op, err);
+    if (rc == 0)
+        st->event_head = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+int64_t asr_store_event_head(const struct asr_store *st)
+{
+    return st != NULL ? st->event_head : 0;
+}
+
 int asr_store_event_add(struct asr_store *st, const char *service, const char *actor,
                         const char *kind, const char *detail, struct asr_err *err)
 {
@@ -1180,26 +1216,8 @@ int asr_store_event_add(struct asr_store *st, const char *service, const char *a
         return asr_store_bad_arg(err, op, "no store, actor or kind");
     set_synchronous(st, false);
     int rc = asr_store_begin(st, op, err);
-    if (rc != 0) {
-        set_synchronous(st, true);
-        return rc;
-    }
-    sqlite3_stmt *s = stmt(st, S_EVENT_INSERT, op, err);
-    if (s == NULL) {
-        rc = ASR_EDB;
-        goto out;
-    }
-    if (sqlite3_bind_int64(s, 1, asr_store_now(st)) != SQLITE_OK ||
-        asr_store_bind_str(s, 2, service) != SQLITE_OK ||
-        asr_store_bind_str(s, 3, actor) != SQLITE_OK ||
-        asr_store_bind_str(s, 4, kind) != SQLITE_OK ||
-        asr_store_bind_str(s, 5, detail) != SQLITE_OK) {
-        rc = asr_store_fail(st, op, err);
-        asr_store_reset(s);
-        goto out;
-    }
-    rc = asr_store_run(st, s, op, err);
-out:
+    if (rc == 0)
+        rc = asr_store_event_in_tx(st, 0, service, 0, actor, kind, detail, op, err);
     rc = asr_store_finish(st, rc, op, err);
     set_synchronous(st, true);
     return rc;
@@ -1215,6 +1233,7 @@ static int read_event_cb(sqlite3_stmt *s, void *row)
         event_free(e);
         return ASR_ENOMEM;
     }
+    e->incident_id = sqlite3_column_int64(s, 6);
     return 0;
 }
 

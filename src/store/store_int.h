@@ -76,6 +76,13 @@ void asr_store_rollback(struct asr_store *st);
  * anchor that could not be written lags behind, which verify tolerates (it logs a warning).
  */
 void asr_store_audit_pending(struct asr_store *st, int64_t seq, const char *hash);
+
+/* An events row in the caller's open transaction (asr_store_event_add without its own commit);
+ * at 0: the store's clock; service NULL with an incident takes the incident's service;
+ * incident_id 0: none. */
+int asr_store_event_in_tx(struct asr_store *st, int64_t at, const char *service,
+                          int64_t incident_id, const char *actor, const char *kind,
+                          const char *detail, const char *op, struct asr_err *err);
 void asr_audit_anchor(struct asr_store *st, int64_t seq, const char *hash);
 
 /*
@@ -96,7 +103,7 @@ int asr_store_fail(struct asr_store *st, const char *op, struct asr_err *err);
  * a text column (NULL for SQL NULL; ASR_ENOMEM). asr_store_collect() reads every row of a bound
  * SELECT into a growing array of size-byte elements, freeing what was read on failure.
  */
-#define ASR_STORE_MAX_EXTRA_STMTS 48
+#define ASR_STORE_MAX_EXTRA_STMTS 128
 /* ASR_EINVAL with "store: OP: WHAT", for a call with missing or invalid arguments. */
 int asr_store_bad_arg(struct asr_err *err, const char *op, const char *what);
 sqlite3_stmt *asr_store_prepare(struct asr_store *st, const char *sql, const char *op,

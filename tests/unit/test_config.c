@@ -377,13 +377,13 @@ static void test_unknown_key(void **state)
                "git)");
     EXPECT_ERR("service:\n" SVC,
                "t.yaml:1: service: unknown key (expected one of: state_dir, log_level, services, "
-               "playbooks, llm, detection, notify)");
+               "playbooks, llm, detection, notify, api)");
     EXPECT_ERR("services:\n" SVC "    health: {path: /h, rize: 2}\n",
                "t.yaml:6: services[0].health.rize: unknown key (expected one of: path, "
                "interval_ms, timeout_ms, rise, fall)");
     /* A hostile key is shown escaped and cut, never as a second line. */
     EXPECT_ERR("\"a\\nb\": 1\n", "t.yaml:1: a\\x0ab: unknown key (expected one of: state_dir, "
-                                 "log_level, services, playbooks, llm, detection, notify)");
+                                 "log_level, services, playbooks, llm, detection, notify, api)");
 }
 
 static void test_wrong_type(void **state)
@@ -840,7 +840,7 @@ static void test_alias_rejected(void **state)
                                "are rejected; write the value out)");
     /* An empty key is shown as '' rather than as the top level. */
     EXPECT_ERR("\"\": 1\n", "t.yaml:1: '': unknown key (expected one of: state_dir, log_level, "
-                            "services, playbooks, llm, detection, notify)");
+                            "services, playbooks, llm, detection, notify, api)");
 }
 
 static void test_deep_nesting_rejected(void **state)
