@@ -13,7 +13,15 @@ packages=(
     libuv1-dev libsqlite3-dev libyaml-dev libhttp-parser-dev libgit2-dev libjansson-dev
     libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev zlib1g-dev libpcre2-dev
     wrk supervisor bubblewrap
+    # The operator surface's tests (issue 6): promtool checks GET /metrics, and the dashboard's
+    # browser test drives Debian's Chromium with playwright-core from npm (tests/browser).
+    prometheus chromium
 )
+# Node.js and npm for the browser test, unless a node with npm is already installed (NodeSource's
+# nodejs package carries its own npm and conflicts with Debian's).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+fi
 # Signature matching uses Hyperscan's API (pkg-config libhs): Intel's Hyperscan on amd64, and its
 # portable fork Vectorscan, which Debian builds for the other architectures.
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
@@ -52,15 +60,16 @@ echo "asr: installing missing Debian packages: ${missing[*]}" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-# Installing nginx-light or haproxy would start their system services (nginx on port 80); the
-# benchmark does not want them, so unless the machine already has a policy-rc.d, one that denies
-# every start (exit 101) is in place for the install and removed afterwards.
+# Installing nginx-light, haproxy or prometheus would start their system services (nginx on port
+# 80, Prometheus on 9090); asr only wants their programs, so unless the machine already has a
+# policy-rc.d, one that denies every start (exit 101) is in place for the install and removed
+# afterwards.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
 remove_policy() { [ "$own_policy" -eq 0 ] || $sudo rm -f "$policy"; }
-if [ "$bench" -eq 1 ] && [ ! -e "$policy" ]; then
+if [ ! -e "$policy" ]; then
     trap remove_policy EXIT
-    printf '#!/bin/sh\n# scripts/install-deps.sh --bench: no service starts during the install\nexit 101\n' |
+    printf '#!/bin/sh\n# scripts/install-deps.sh: no service starts during the install\nexit 101\n' |
         $sudo tee "$policy" >/dev/null
     $sudo chmod 755 "$policy"
     own_policy=1

@@ -41,6 +41,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -456,6 +458,21 @@ static bool port_free(const char *host, int port)
     return ok;
 }
 
+/* A port on 127.0.0.1 that no one listens on now (the kernel's pick), or 0. */
+static int any_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
 /* ---- setting up -------------------------------------------------------------------------------
  */
 
@@ -598,15 +615,23 @@ static int write_config(struct demo *d, const char *source)
         cli_error("demo", "%s: no 'deploy: {' mapping to set verify_window_ms in", src);
         ok = false;
     }
-    if (ok && orig->playbooks == NULL) {
+    /* The playbooks, and the API with its dashboard on a free port (read-only: no token). */
+    char extra[128] = "";
+    if (orig->playbooks == NULL)
+        snprintf(extra, sizeof(extra), "playbooks: ./playbooks\n");
+    int api_port = orig->api.listen_host == NULL ? any_free_port() : 0;
+    if (api_port > 0)
+        snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
+                 "api: {listen: 127.0.0.1:%d}\n", api_port);
+    if (ok && extra[0] != '\0') {
         size_t n = strlen(text);
-        char *t = realloc(text, n + 64);
+        char *t = realloc(text, n + sizeof(extra) + 1);
         if (t == NULL) {
             ok = false;
         } else {
             text = t;
-            snprintf(text + n, 64, "%splaybooks: ./playbooks\n",
-                     n > 0 && text[n - 1] != '\n' ? "\n" : "");
+            snprintf(text + n, sizeof(extra) + 1, "%s%s", n > 0 && text[n - 1] != '\n' ? "\n" : "",
+                     extra);
         }
     }
     asr_config_free(orig);
@@ -733,6 +758,9 @@ static int start(struct demo *d)
     for (size_t i = 0; i < d->cfg->nservices; i++)
         printf("   %s on http://%s:%d\n", d->cfg->services[i].name, d->cfg->services[i].listen_host,
                d->cfg->services[i].listen_port);
+    if (d->cfg->api.listen_host != NULL)
+        printf("   dashboard on http://%s:%d/ (live while the demo runs)\n",
+               d->cfg->api.listen_host, d->cfg->api.listen_port);
     fflush(stdout);
     return 0;
 }
