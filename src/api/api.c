@@ -330,8 +330,11 @@ static void get_incidents(struct asr_api *api, const struct asr_api_call *c, con
         json_t *v;
         json_object_foreach(args, k, v)
         {
+            const char *sv = json_string_value(v);
+            if (sv == NULL)
+                continue; /* a filter not given ("s?" packed it as null) */
             asr_buf_printf(&b, "&%s=", k);
-            for (const unsigned char *p = (const unsigned char *)json_string_value(v); *p; p++) {
+            for (const unsigned char *p = (const unsigned char *)sv; *p; p++) {
                 if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                     (*p >= '0' && *p <= '9') || strchr("-_.~:", *p) != NULL)
                     asr_buf_append(&b, p, 1);

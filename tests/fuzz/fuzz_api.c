@@ -62,7 +62,8 @@ static struct {
     struct asr_config *one, *two, *cfg; /* cfg: the one this input uses */
     struct asr_api *api;
     bool stopping, deploy_later;
-    int timers; /* deploy timers not yet closed */
+    bool verbose; /* FUZZ_API_VERBOSE set: print every reply to stderr (for writing seeds) */
+    int timers;   /* deploy timers not yet closed */
 } G;
 
 /* One call: its query and what it was answered. */
@@ -334,6 +335,7 @@ static void setup(void)
 {
     struct asr_err err = {0};
     asr_log_set_level(ASR_LOG_OFF);
+    G.verbose = getenv("FUZZ_API_VERBOSE") != NULL;
     if (uv_loop_init(&G.loop) != 0)
         fail("uv_loop_init");
     must(asr_store_open_file(":memory:", &G.st, &err), &err, "open the store");
@@ -389,9 +391,17 @@ static void reply_cb(void *ctx, int status, json_t *body)
         if (!json_is_integer(st) || json_integer_value(st) != status)
             fail("reply: an error body whose \"status\" is not the status");
     }
+    /* A page of incidents links the next one (or null), under the API's prefix. */
+    json_t *next = json_object_get(body, "next");
+    if (status == 200 && json_is_array(json_object_get(body, "incidents")) && !json_is_null(next) &&
+        (!json_is_string(next) ||
+         strncmp(json_string_value(next), "/api/v1/incidents?limit=", 24) != 0))
+        fail("reply: a page of incidents whose next link is not null or /api/v1/incidents?...");
     char *text = json_dumps(body, JSON_COMPACT);
     if (text == NULL)
         fail("reply: the body cannot be serialised");
+    if (G.verbose)
+        fprintf(stderr, "%d %s\n", status, text);
     free(text);
     json_decref(body);
 }
