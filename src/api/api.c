@@ -21,6 +21,7 @@
 #include "asr/incident.h"
 #include "asr/log.h"
 #include "asr/timeutil.h"
+#include "asr/utf8.h"
 #include "detect/cloudwatch.h"
 
 #include <stdarg.h>
@@ -65,6 +66,19 @@ static void reply(const struct asr_api_call *c, int status, json_t *body)
     c->reply(c->ctx, status, body);
 }
 
+/*
+ * Replaces each byte of s that is not part of valid UTF-8 with '?'. Text that goes into a JSON
+ * answer or to the daemon must be UTF-8: json_pack fails on anything else (the answer would be
+ * lost, and a stored name would break every later view of its row), and a path's bytes, or a
+ * cut such as "%.200s" through a character, are not.
+ */
+static void make_utf8(char *s)
+{
+    size_t n = strlen(s), off = 0;
+    while ((off += asr_utf8_valid_prefix((const unsigned char *)s + off, n - off)) < n)
+        s[off++] = '?';
+}
+
 static void reply_error(const struct asr_api_call *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void reply_error(const struct asr_api_call *c, int status, const char *fmt, ...)
@@ -74,6 +88,7 @@ static void reply_error(const struct asr_api_call *c, int status, const char *fm
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    make_utf8(msg);
     reply(c, status, json_pack("{s:s, s:i}", "error", msg, "status", status));
 }
 
@@ -397,6 +412,7 @@ static void decide(struct asr_api *api, const struct asr_api_call *c, int64_t in
     char who[400];
     snprintf(who, sizeof(who), "%s%s%s", by != NULL ? by : "an operator (API)",
              reason != NULL ? ": " : "", reason != NULL ? reason : "");
+    make_utf8(who); /* the cut may fall inside a character */
     struct asr_err err = {0};
     int rc = api->hooks.decide(api->hooks.data, incident, approve, who, &err);
     json_decref(body);
@@ -559,6 +575,7 @@ static void post_ingest_cloudwatch(struct asr_api *api, const struct asr_api_cal
     }
     char source[600];
     snprintf(source, sizeof(source), "cloudwatch:%.280s/%.280s", b.log_group, b.log_stream);
+    make_utf8(source); /* the cuts may fall inside a character */
     size_t lines = 0;
     for (size_t i = 0; rc == 0 && i < b.nevents; i++) {
         const struct asr_cw_event *e = &b.events[i];
