@@ -134,6 +134,14 @@ static void queue_stored(struct asr_http_req *r)
     r->response = NULL;
 }
 
+static void reply_too_large(struct asr_http_req *r)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg), "the request body is larger than the limit of %zu bytes",
+             r->h->max_body);
+    asr_http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls)
@@ -157,12 +165,18 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         h->reqs = r;
         *con_cls = r;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl != NULL && strtoull(cl, NULL, 10) > h->max_body)
-            r->too_large = true;
+        if (cl != NULL && strtoull(cl, NULL, 10) > h->max_body) {
+            /* Answered before the body is read: MHD then closes the connection without it. */
+            r->too_large = r->dispatched = true;
+            reply_too_large(r);
+            queue_stored(r);
+        }
         return MHD_YES;
     }
     if (r->dispatched) {
-        /* Resumed: the handler has answered (or the server is stopping). */
+        /* Resumed: the handler has answered (or the server is stopping); or a body refused
+         * early still arriving, which is dropped. */
+        *upload_size = 0;
         queue_stored(r);
         return MHD_YES;
     }
@@ -176,10 +190,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     }
     r->dispatched = true;
     if (r->too_large) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "the request body is larger than the limit of %zu bytes",
-                 h->max_body);
-        asr_http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+        reply_too_large(r);
         queue_stored(r);
         return MHD_YES;
     }
@@ -272,6 +283,15 @@ static void add_common_headers(struct asr_http_req *r, struct MHD_Response *resp
             MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
 }
 
+/* Resumes a suspended connection, and has MHD look at it on the next loop turn (MHD's own
+ * wake-up through its epoll set is not relied on). */
+static void resume(struct asr_http_req *r)
+{
+    r->suspended = false;
+    MHD_resume_connection(r->conn);
+    uv_timer_start(&r->h->timer, timer_cb, 0, 0);
+}
+
 /* The handler is done with r: if MHD already finished the connection (the client left while a
  * deploy ran), r goes now; if the connection waits suspended, it is resumed. */
 static void release(struct asr_http_req *r)
@@ -281,10 +301,8 @@ static void release(struct asr_http_req *r)
         req_free(r);
         return;
     }
-    if (r->suspended) {
-        r->suspended = false;
-        MHD_resume_connection(r->conn);
-    }
+    if (r->suspended)
+        resume(r);
 }
 
 void asr_http_reply(struct asr_http_req *r, int status, const char *ctype, const char *body,
@@ -402,10 +420,8 @@ int asr_http_stream_write(struct asr_http_stream *s, const char *p, size_t n)
                  s->queue.len - s->sent);
         s->ended = true;
     }
-    if (s->req->suspended) {
-        s->req->suspended = false;
-        MHD_resume_connection(s->req->conn);
-    }
+    if (s->req->suspended)
+        resume(s->req);
     return s->ended ? -1 : 0;
 }
 
