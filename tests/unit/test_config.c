@@ -612,6 +612,43 @@ static void test_bad_port(void **state)
     asr_config_free(cfg);
 }
 
+/* The operator's API (docs/api.md): off without the block, defaults, and what is refused. */
+static void test_api_block(void **state)
+{
+    (void)state;
+    struct asr_config *cfg = parse_ok("services:\n" SVC);
+    assert_null(cfg->api.listen_host);
+    asr_config_free(cfg);
+    cfg = parse_ok("services:\n" SVC "api: {listen: 127.0.0.1:7700, token_env: ASR_API_TOKEN}\n");
+    assert_string_equal(cfg->api.listen_host, "127.0.0.1");
+    assert_int_equal(cfg->api.listen_port, 7700);
+    assert_string_equal(cfg->api.token_env, "ASR_API_TOKEN");
+    assert_int_equal(cfg->api.max_body_bytes, 1024 * 1024);
+    asr_config_free(cfg);
+    cfg = parse_ok("services:\n" SVC "api: {listen: '[::1]:7700', max_body_bytes: 4096}\n");
+    assert_string_equal(cfg->api.listen_host, "::1");
+    assert_null(cfg->api.token_env);
+    assert_int_equal(cfg->api.max_body_bytes, 4096);
+    asr_config_free(cfg);
+    EXPECT_ERR("services:\n" SVC "api: {token_env: X}\n",
+               "t.yaml:6: api: missing required key 'listen'");
+    EXPECT_ERR("services:\n" SVC "api: {listen: 'localhost:7700'}\n",
+               "t.yaml:6: api.listen: host is not a numeric IPv4 address (names are not "
+               "resolved), got 'localhost:7700'");
+    EXPECT_ERR("services:\n" SVC "api: {listen: 127.0.0.1:7700, token_env: 'A B'}\n",
+               "t.yaml:6: api.token_env: expected an identifier matching [A-Za-z_][A-Za-z0-9_]*, "
+               "got 'A B'");
+    EXPECT_ERR(
+        "services:\n" SVC "api: {listen: 127.0.0.1:7700, max_body_bytes: 10}\n",
+        "t.yaml:6: api.max_body_bytes: expected an integer from 1024 to 268435456, got '10'");
+    EXPECT_ERR(
+        "services:\n" SVC "api: {listen: 0.0.0.0:8080}\n",
+        "t.yaml:6: api.listen: the API's address overlaps '127.0.0.1:8080' of service 'shop'");
+    EXPECT_ERR(
+        "services:\n" SVC "api: {listen: 127.0.0.1:7700, tokn: X}\n",
+        "t.yaml:6: api.tokn: unknown key (expected one of: listen, token_env, max_body_bytes)");
+}
+
 static void test_ipv6_listen(void **state)
 {
     (void)state;
@@ -918,6 +955,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_duplicate_listen),
         cmocka_unit_test(test_bad_port),
         cmocka_unit_test(test_ipv6_listen),
+        cmocka_unit_test(test_api_block),
         cmocka_unit_test(test_bad_duration),
         cmocka_unit_test(test_bad_name),
         cmocka_unit_test(test_bad_var),
