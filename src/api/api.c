@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_SEGMENTS 8
 #define API_PREFIX "/api/v1"
@@ -336,7 +337,7 @@ static void get_incidents(struct asr_api *api, const struct asr_api_call *c, con
         json_int_t last = json_integer_value(
             json_object_get(json_array_get(list, json_array_size(list) - 1), "id"));
         char *u = NULL;
-        json_t *args = json_pack("{s:s?, s:s?, s:s?}", "state", q.status, "service", q.service,
+        json_t *args = json_pack("{s:s*, s:s*, s:s*}", "state", q.status, "service", q.service,
                                  "signature", q.signature);
         struct asr_buf b;
         asr_buf_init(&b, 4096);
@@ -725,13 +726,46 @@ static bool token_ok(const struct asr_api *api, const char *header)
     return diff == 0;
 }
 
+/*
+ * Whether the Host header names this machine's loopback: an address literal, "localhost", or the
+ * configured listen host. Reads without a token are open to loopback clients only when it does:
+ * otherwise a web page whose name an attacker points at 127.0.0.1 (DNS rebinding) could read the
+ * API from the operator's own browser, as the same origin.
+ */
+static bool host_is_local(const struct asr_api *api, const char *host)
+{
+    if (host == NULL)
+        return false;
+    size_t n = strlen(host);
+    const char *colon = host[0] == '[' ? strstr(host, "]:") : strrchr(host, ':');
+    if (colon != NULL) {
+        const char *port = colon + (host[0] == '[' ? 2 : 1);
+        if (port[0] == '\0' || strspn(port, "0123456789") != strlen(port))
+            return false;
+        n = (size_t)(colon - host) + (host[0] == '[');
+    }
+    const char *names[] = {"localhost", "127.0.0.1", "[::1]", api->cfg->api.listen_host};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i] != NULL && strlen(names[i]) == n && strncasecmp(host, names[i], n) == 0)
+            return true;
+    return n > 4 && strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") >= n;
+}
+
 /* Mutating: the token. Reading: loopback, or the token. Answers and returns false if refused. */
 static bool http_allowed(struct asr_api *api, struct asr_http_req *r, bool acts, bool *trusted)
 {
     const char *auth = asr_http_header(r, "Authorization");
     *trusted = token_ok(api, auth);
-    if (*trusted || (!acts && asr_http_loopback(r)))
+    if (*trusted)
         return true;
+    if (!acts && asr_http_loopback(r)) {
+        if (host_is_local(api, asr_http_header(r, "Host")))
+            return true;
+        asr_http_reply_error(r, 403,
+                             "reads without the token are open to this machine only when the "
+                             "request names it (Host: localhost or an address)");
+        return false;
+    }
     if (api->token == NULL) {
         asr_http_reply_error(r, 403,
                              acts ? "calls that change things are refused: no API token is "
@@ -812,7 +846,7 @@ static void http_handler(struct asr_http_req *r, void *data)
         return;
     }
     if (strcmp(path, "/metrics") == 0 || strcmp(path, API_PREFIX "/events") == 0) {
-        if (!get) {
+        if (strcmp(method, "GET") != 0) {
             asr_http_reply_error(r, 405, "this endpoint is read with GET");
             return;
         }
