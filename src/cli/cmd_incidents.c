@@ -176,8 +176,15 @@ static int show(const struct cli_opts *o, int64_t id)
         return ASR_EXIT_FAIL;
     }
     if (o->json) {
-        json_t *j = asr_incident_json(&inc, notes, nn);
-        json_object_set_new(j, "remediation", asr_view_remediation(st, &inc));
+        /* The same view as GET /api/v1/incidents/ID (docs/api.md). */
+        json_t *j = NULL;
+        if (asr_view_incident(st, id, &j, &err) != 0) {
+            cli_error("incident", "%s", err.msg);
+            asr_incident_notes_free(notes, nn);
+            asr_incident_free(&inc);
+            asr_store_close(st);
+            return ASR_EXIT_FAIL;
+        }
         cli_print_json(j);
         json_decref(j);
     } else {
