@@ -58,10 +58,12 @@ static json_t *last_deployment_json(struct asr_store *st, const char *service)
 static void print_status_table(json_t *st)
 {
     json_t *daemon = json_object_get(st, "daemon");
+    const char *api = json_string_value(json_object_get(daemon, "api"));
     if (json_is_object(daemon))
-        printf("daemon: running (pid %lld), config %s\n",
+        printf("daemon: running (pid %lld), config %s%s%s\n",
                (long long)json_integer_value(json_object_get(daemon, "pid")),
-               json_string_value(json_object_get(daemon, "config")));
+               json_string_value(json_object_get(daemon, "config")),
+               api != NULL ? ", API and dashboard at " : "", api != NULL ? api : "");
     else
         printf("daemon: not running (state from the store)\n");
     printf("%-12s %-10s %-6s %-12s %-8s %-6s %-8s %s\n", "SERVICE", "HEALTH", "SLOT", "COMMIT",

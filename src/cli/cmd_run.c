@@ -325,6 +325,11 @@ static json_t *daemon_status(struct daemon *d)
     struct asr_detector_stats ds = {0};
     if (d->det != NULL)
         asr_detector_stats(d->det, &ds);
+    char api[128] = "";
+    if (asr_api_port(d->api) > 0)
+        snprintf(api, sizeof(api), "http://%s%s%s:%d/",
+                 strchr(d->cfg->api.listen_host, ':') ? "[" : "", d->cfg->api.listen_host,
+                 strchr(d->cfg->api.listen_host, ':') ? "]" : "", asr_api_port(d->api));
     json_t *det =
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "lines", (json_int_t)ds.lines,
                   "signature_hits", (json_int_t)ds.signature_hits, "generic_hits",
@@ -332,11 +337,11 @@ static json_t *daemon_status(struct daemon *d)
                   (json_int_t)ds.opened, "absorbed", (json_int_t)ds.absorbed, "suppressed",
                   (json_int_t)ds.suppressed, "verifications", (json_int_t)ds.verifications,
                   "flush_errors", (json_int_t)ds.flush_errors);
-    return json_pack("{s:{s:i, s:s, s:s, s:I, s:I, s:o}, s:o}", "daemon", "pid", (int)getpid(),
-                     "config", d->cfg->path, "state_dir", d->state_dir, "started_at",
-                     (json_int_t)d->started_at, "uptime_ms",
-                     (json_int_t)(asr_time_wall_ms() - d->started_at), "detection", det, "services",
-                     svcs);
+    return json_pack("{s:{s:i, s:s, s:s, s:s?, s:I, s:I, s:o}, s:o}", "daemon", "pid",
+                     (int)getpid(), "config", d->cfg->path, "state_dir", d->state_dir, "api",
+                     api[0] != '\0' ? api : NULL, "started_at", (json_int_t)d->started_at,
+                     "uptime_ms", (json_int_t)(asr_time_wall_ms() - d->started_at), "detection",
+                     det, "services", svcs);
 }
 
 static json_t *hook_status(void *data)
