@@ -36,6 +36,20 @@ const t0 = Date.now();
 const since = () => ((Date.now() - t0) / 1000).toFixed(2) + ' s';
 const log = (msg) => console.error(`[dashboard.mjs ${since()}] ${msg}`);
 const left = () => Math.max(1000, DEADLINE_MS - (Date.now() - t0));
+// How long after asr resolved an incident the page showed it (same host, same clock).
+const LIVE_MAX_MS = 3000;
+async function liveLag(page, id) {
+  // The moment the row turned "resolved", recorded in the page by the observer set up below
+  // (the test's own waits poll, so their time is later).
+  const seenAt = await page.evaluate((i) => window.__resolvedAt[i], id);
+  if (!seenAt) throw new Error(`incident ${id}: the observer saw no "resolved"`);
+  const r = await fetch(new URL('/api/v1/incidents/' + id, ASR_URL));
+  const inc = await r.json();
+  if (!inc.resolved_at_ms) throw new Error(`incident ${id} shows resolved on the page, but not in the API`);
+  const lag = seenAt - inc.resolved_at_ms;
+  if (lag > LIVE_MAX_MS) throw new Error(`incident ${id}: the page showed "resolved" ${lag} ms after asr resolved it (over ${LIVE_MAX_MS} ms)`);
+  return lag;
+}
 
 const problems = [];
 const origin = new URL(ASR_URL).origin;
@@ -81,6 +95,16 @@ try {
   await page.locator('#live[data-state="live"]').waitFor({ timeout: 10000 });
   if (writes.length) throw new Error(`loading the page wrote: ${writes.join(', ')}`);
   log(`services shown (shop healthy, release ${release}), event stream live; no writes on load`);
+  await page.evaluate(() => {
+    window.__resolvedAt = {};
+    const body = document.querySelector('#incidents tbody');
+    const scan = () => {
+      for (const r of body.rows) {
+        if (r.dataset.status === 'resolved' && !window.__resolvedAt[r.dataset.incidentId]) window.__resolvedAt[r.dataset.incidentId] = Date.now();
+      }
+    };
+    new MutationObserver(scan).observe(body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
+  });
 
   // 2. A patch-class fault, triggered from node: the incident appears and is resolved, live.
   const fault = await fetch(SHOP_URL + '/test-fault/db-timeout', { method: 'POST' });
@@ -90,11 +114,12 @@ try {
   await row.waitFor({ timeout: 10000 });
   log(`incident row shown ${Date.now() - tFault} ms after the fault`);
   await row.locator('.status', { hasText: 'resolved' }).waitFor({ timeout: left() });
+  const patchSeen = Date.now();
   await row.locator('.stages[data-reached="7"]').waitFor({ timeout: 5000 });
   // One remediation at a time per service: the next fault waits until this one is over.
   await row.locator('.remediation', { hasText: 'succeeded' }).waitFor({ timeout: 10000 });
   const patchId = Number(await row.getAttribute('data-incident-id'));
-  log(`incident #${patchId} resolved on the page ${Date.now() - tFault} ms after the fault, all 7 stages`);
+  log(`incident #${patchId} resolved on the page ${patchSeen - tFault} ms after the fault (${await liveLag(page, patchId)} ms after asr resolved it), all 7 stages`);
 
   // Opened with the keyboard: j moves to the newest incident, Enter opens it; its diff shows.
   await page.locator('body').focus();
@@ -139,8 +164,10 @@ try {
   await page.keyboard.press('Enter');
   const crashRow = page.locator(`#incidents tbody tr[data-incident-id="${crashId}"]`);
   await crashRow.locator('.status', { hasText: 'resolved' }).waitFor({ timeout: left() });
+  const crashSeen = Date.now();
+  const crashLag = await liveLag(page, crashId);
   await page.locator('#approvals-panel').waitFor({ state: 'hidden', timeout: 5000 });
-  log(`approved with the keyboard (${tabs + 1} Tabs from the token field); incident #${crashId} resolved ${Date.now() - tCrash} ms after the crash`);
+  log(`approved with the keyboard (${tabs + 1} Tabs from the token field); incident #${crashId} resolved ${crashSeen - tCrash} ms after the crash (${crashLag} ms after asr resolved it)`);
   if (await page.evaluate(() => window.location.search + window.location.hash) !== '') {
     throw new Error('the URL changed (the token must never be in it)');
   }

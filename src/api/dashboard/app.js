@@ -72,6 +72,7 @@
   function fmtDur(ms) {
     if (ms === null || ms === undefined || !isFinite(ms)) return '—';
     if (ms < 0) ms = 0;
+    if (ms < 10 && ms !== Math.round(ms)) return ms.toFixed(1) + ' ms';
     if (ms < 1000) return Math.round(ms) + ' ms';
     if (ms < 10000) return (ms / 1000).toFixed(2) + ' s';
     if (ms < 60000) return (ms / 1000).toFixed(1) + ' s';
@@ -217,6 +218,14 @@
     renderServices();
   });
 
+  const refreshStatus = refresher(async () => {
+    const st = await api('GET', '/api/v1/status');
+    state.daemon = st.daemon || null;
+    for (const s of st.services || []) state.services.set(s.name, s);
+    renderDaemon();
+    renderServices();
+  });
+
   const refreshPlans = refresher(async () => {
     const r = await api('GET', '/api/v1/plans?status=awaiting_approval');
     state.plans = new Map((r.plans || []).map((p) => [p.id, p]));
@@ -224,8 +233,8 @@
     if (state.open !== null) renderDetail();
   });
 
-  // Events come in bursts (a deploy is several); touched keys are gathered for 80 ms.
-  const pending = { incidents: new Set(), services: new Set(), plans: false, timer: null };
+  // Events come in bursts (a deploy is several); touched keys are gathered for 50 ms.
+  const pending = { incidents: new Set(), services: new Set(), plans: false, status: false, timer: null };
   function touch(ev) {
     if (ev.incident !== null && ev.incident !== undefined) pending.incidents.add(ev.incident);
     if (ev.service) {
@@ -238,14 +247,17 @@
     }
     const k = String(ev.kind || '');
     if (/^(plan|remediation|action|incident)\./.test(k)) pending.plans = true;
-    if (!pending.timer) pending.timer = setTimeout(flush, 80);
+    if (/^(incident|daemon)\./.test(k)) pending.status = true; // the detection counters
+    if (!pending.timer) pending.timer = setTimeout(flush, 50);
   }
   function flush() {
     pending.timer = null;
     for (const id of pending.incidents) refreshIncident(id);
-    for (const name of pending.services) refreshService(name);
+    if (pending.status) refreshStatus('status'); // it has every service
+    else for (const name of pending.services) refreshService(name);
     if (pending.plans) refreshPlans('awaiting');
     pending.incidents.clear();
+    pending.status = false;
     pending.services.clear();
     pending.plans = false;
   }
@@ -512,11 +524,26 @@
   function stepText(step) {
     if (!step || typeof step !== 'object') return asText(step);
     const rest = Object.assign({}, step);
-    const action = rest.action;
+    const parts = [String(rest.action || '?')];
     delete rest.action;
-    if (Array.isArray(rest.edits)) rest.edits = rest.edits.length + ' edit(s) in ' + [...new Set(rest.edits.map((e) => e.path))].join(', ');
-    const more = Object.keys(rest).length ? '  ' + asText(rest, 300) : '';
-    return (action || '?') + more;
+    if (typeof rest.message === 'string') { parts.push('"' + asText(rest.message, 200) + '"'); delete rest.message; }
+    if (Array.isArray(rest.edits)) {
+      const files = [...new Set(rest.edits.map((e) => (e && e.path) || '?'))];
+      parts.push(rest.edits.length + (rest.edits.length === 1 ? ' edit in ' : ' edits in ') + files.join(', '));
+      delete rest.edits;
+    }
+    for (const [k, v] of Object.entries(rest)) {
+      if (v !== null && v !== undefined && v !== '') parts.push(k + ' ' + asText(v, 120));
+    }
+    return parts.join(' · ');
+  }
+
+  function sourceText(src) {
+    if (!src || typeof src !== 'object') return asText(src, 120);
+    const head = [src.kind, src.ref].filter(Boolean).join(' ');
+    const title = src.title ? ' "' + asText(src.title, 80) + '"' : '';
+    const score = typeof src.score === 'number' ? ' (score ' + src.score.toFixed(2) + ')' : '';
+    return (head || asText(src, 120)) + title + score;
   }
 
   function approvalButtons(planId, incidentId) {
@@ -559,25 +586,25 @@
       parts.push(approvalButtons(planId));
     }
     parts.push(stageBar(d));
-    parts.push(dl([
+    if (d.line) parts.push(linesPre([d.line]));
+    const fields = dl([
       ['kind', d.kind], ['severity', d.severity], ['source', d.source],
-      ['release', d.release === null || d.release === undefined ? null : String(d.release)],
+      ['release', d.release === null || d.release === undefined ? null : /^[0-9a-f]{40}$/.test(String(d.release)) ? short(d.release) : String(d.release)],
       ['count', d.count === undefined ? null : String(d.count)],
       ['first seen', fmtDateTime(d.first_seen_ms ?? st.first_seen)],
       ['detected', latency === null ? null : 'after ' + fmtDur(latency)],
       ['resolved', d.resolved_at_ms ? fmtDateTime(d.resolved_at_ms) : null],
       ['MTTR', d.mttr_ms == null ? null : fmtDur(d.mttr_ms)],
       ['resolution', d.resolution ? asText(d.resolution, 500) : null],
-    ]));
-    if (d.line) {
-      parts.push(el('h3', null, 'Fault line'));
-      parts.push(linesPre([d.line]));
-    }
+    ]);
+    fields.classList.add('fields');
+    parts.push(fields);
 
     parts.push(el('h3', null, 'Plan' + (planId != null ? ' #' + planId : '')));
     if (plan) {
       parts.push(dl([
-        ['strategy', plan.strategy], ['confidence', plan.confidence == null ? null : String(plan.confidence)],
+        ['strategy', plan.strategy],
+        ['confidence', typeof plan.confidence === 'number' ? plan.confidence.toFixed(2) : plan.confidence == null ? null : String(plan.confidence)],
         ['status', plan.status], ['approval', plan.requires_approval ? 'required' : 'not required'],
         ['why', plan.why || plan.reason || plan.rationale ? asText(plan.why || plan.reason || plan.rationale, 600) : null],
         ['playbook', plan.playbook ? asText(plan.playbook) : null],
@@ -585,7 +612,10 @@
       const steps = Array.isArray(plan.steps) ? plan.steps : [];
       if (steps.length) parts.push(el('ol', { class: 'steps' }, ...steps.map((s) => el('li', null, stepText(s)))));
       const sources = Array.isArray(plan.sources) ? plan.sources : [];
-      if (sources.length) parts.push(el('p', { class: 'small muted' }, 'sources: ' + sources.map((s) => asText(s, 120)).join('; ')));
+      if (sources.length) {
+        parts.push(el('details', { class: 'sources' }, el('summary', null, 'What was considered (' + sources.length + ')'),
+          el('ul', null, ...sources.slice(0, 20).map((src) => el('li', { class: 'small' }, sourceText(src))))));
+      }
     } else {
       parts.push(el('p', { class: 'muted' }, state.details.has(id) ? 'No plan.' : 'Loading…'));
     }
@@ -600,7 +630,8 @@
     for (const [label, r] of [['Build', d.build], ['Test', d.test]]) {
       if (!r || typeof r !== 'object') continue;
       parts.push(el('details', null,
-        el('summary', null, label + ': ' + (r.status ?? '?') + (r.ms != null ? ' in ' + fmtDur(r.ms) : '')),
+        el('summary', null, label + ': ' + (typeof r.status === 'number' ? (r.status === 0 ? 'passed (exit 0)' : 'failed (exit ' + r.status + ')') : words(r.status)) +
+          (r.ms != null ? ' in ' + fmtDur(r.ms) : '')),
         linesPre(String(r.output || '').split('\n'), 400)));
     }
     if (d.verification && typeof d.verification === 'object') {
@@ -627,7 +658,7 @@
             el('td', { class: 'small' }, asText(j.detail, 300))));
         }
         t.append(tb);
-        parts.push(t);
+        parts.push(el('details', null, el('summary', null, 'Journal (' + journal.length + ' rows)'), t));
       }
     }
 
@@ -639,8 +670,9 @@
         const at = n.at ?? n.at_ms ?? n.ms;
         const rest = Object.assign({}, n);
         delete rest.at; delete rest.at_ms; delete rest.ms;
-        const text = rest.note ?? rest.text ?? rest.message ?? asText(rest, 300);
-        return el('li', null, (at ? fmtTime(at, true) + '  ' : '') + asText(text, 300));
+        const what = rest.note ?? rest.text ?? rest.message ?? rest.detail;
+        const text = rest.kind && what !== undefined ? rest.kind + ': ' + asText(what, 300) : what !== undefined ? asText(what, 300) : asText(rest, 300);
+        return el('li', null, (at ? fmtTime(at, true) + '  ' : '') + text);
       })));
     }
     if (d.context_before || d.context_after) {
@@ -692,7 +724,7 @@
 
   // ---- charts: inline SVG, one point per incident --------------------------------------------
 
-  function drawChart(node, points, label) {
+  function drawChart(node, points, label, minScale) {
     const W = 300, H = 150, L = 46, R = 14, T = 8, B = 22;
     node.replaceChildren();
     if (!points.length) {
@@ -703,7 +735,7 @@
     points.sort((a, b) => a.x - b.x);
     const xs = points.map((p) => p.x), ys = points.map((p) => p.y);
     const x0 = Math.min(...xs), x1 = Math.max(...xs);
-    const ymax = niceMax(Math.max(...ys, 1));
+    const ymax = niceMax(Math.max(...ys, minScale || 1));
     const px = (x) => (x1 === x0 ? (L + W - R) / 2 : L + ((x - x0) / (x1 - x0)) * (W - L - R));
     const py = (y) => T + (1 - y / ymax) * (H - T - B);
     for (let i = 0; i <= 4; i++) {
@@ -751,8 +783,8 @@
         detect.push({ x: first, y: lat, open: inc.status !== 'resolved', title: name + ': detected after ' + fmtDur(lat) });
       }
     }
-    drawChart($('chart-mttr'), mttr, 'MTTR per incident');
-    drawChart($('chart-detect'), detect, 'Detection latency per incident');
+    drawChart($('chart-mttr'), mttr, 'MTTR per incident', 1000);
+    drawChart($('chart-detect'), detect, 'Detection latency per incident', 10);
   }
 
   // ---- keyboard and token --------------------------------------------------------------------
