@@ -514,9 +514,9 @@
 
   function dl(pairs) {
     const list = el('dl');
-    for (const [k, v] of pairs) {
+    for (const [k, v, wide] of pairs) {
       if (v === undefined || v === null || v === '') continue;
-      list.append(el('dt', null, k), el('dd', null, v));
+      list.append(el('dt', wide ? { class: 'wide' } : null, k), el('dd', wide ? { class: 'wide' } : null, v));
     }
     return list;
   }
@@ -538,11 +538,21 @@
     return parts.join(' · ');
   }
 
+  function verifyText(v) {
+    if (!v || typeof v !== 'object') return null;
+    const req = v.request || {};
+    const exp = v.expect || {};
+    let t = (req.method || 'GET') + ' ' + (req.path || '/');
+    if (exp.status !== undefined) t += ', expecting ' + exp.status;
+    if (exp.body_contains) t += ' and a body containing ' + asText(exp.body_contains, 80);
+    return t;
+  }
+
   function sourceText(src) {
     if (!src || typeof src !== 'object') return asText(src, 120);
     const head = [src.kind, src.ref].filter(Boolean).join(' ');
     const title = src.title ? ' "' + asText(src.title, 80) + '"' : '';
-    const score = typeof src.score === 'number' ? ' (score ' + src.score.toFixed(2) + ')' : '';
+    const score = typeof src.score === 'number' ? ' (score ' + src.score.toFixed(2) + (src.why ? ': ' + asText(src.why, 120) : '') + ')' : '';
     return (head || asText(src, 120)) + title + score;
   }
 
@@ -595,7 +605,9 @@
       ['detected', latency === null ? null : 'after ' + fmtDur(latency)],
       ['resolved', d.resolved_at_ms ? fmtDateTime(d.resolved_at_ms) : null],
       ['MTTR', d.mttr_ms == null ? null : fmtDur(d.mttr_ms)],
-      ['resolution', d.resolution ? asText(d.resolution, 500) : null],
+      ['resolution', d.resolution ? asText(d.resolution, 500) : null, true],
+      ['fields', d.fields && typeof d.fields === 'object' && Object.keys(d.fields).length
+        ? Object.entries(d.fields).map(([k, v]) => k + '=' + asText(v, 120)).join('  ') : null, true],
     ]);
     fields.classList.add('fields');
     parts.push(fields);
@@ -608,6 +620,8 @@
         ['status', plan.status], ['approval', plan.requires_approval ? 'required' : 'not required'],
         ['why', plan.why || plan.reason || plan.rationale ? asText(plan.why || plan.reason || plan.rationale, 600) : null],
         ['playbook', plan.playbook ? asText(plan.playbook) : null],
+        ['verify by', verifyText(plan.verify)],
+        ['model', plan.llm ? asText(plan.llm, 200) : null],
       ]));
       const steps = Array.isArray(plan.steps) ? plan.steps : [];
       if (steps.length) parts.push(el('ol', { class: 'steps' }, ...steps.map((s) => el('li', null, stepText(s)))));
