@@ -314,6 +314,7 @@
     if (detail) parts.push(detail);
     const li = el('li', { text: parts.join('  '), title: asText(ev.detail, 2000) });
     list.prepend(li);
+    $('events-empty').hidden = true;
     while (list.children.length > EVENT_LOG_MAX) list.lastElementChild.remove();
   }
 
@@ -730,6 +731,7 @@
     } catch (e) {
       let msg = verb + ' plan #' + planId + ' refused: ' + e.message;
       if (e.status === 401) msg += ' (type the API token above)';
+      else if (e.status === 403) msg += ' (this asr has no API token configured: use asr approve / asr reject)';
       showError(msg);
     } finally {
       button.disabled = false;
