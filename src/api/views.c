@@ -13,6 +13,7 @@
 #include "asr/buf.h"
 #include "asr/remediation.h"
 #include "asr/timeutil.h"
+#include "asr/utf8.h"
 #include "store/store_int.h"
 #include "strategy/plan.h"
 
@@ -288,9 +289,16 @@ static json_t *release_part(struct asr_store *st, const struct asr_release *rel,
         text = NULL;
     size_t len = text != NULL ? strlen(text) : 0;
     bool cut = len > ASR_VIEW_OUTPUT_CAP;
+    char *from = text != NULL ? text + (cut ? len - ASR_VIEW_OUTPUT_CAP : 0) : NULL;
+    size_t n = cut ? ASR_VIEW_OUTPUT_CAP : len, off = 0;
+    /* Output is bytes: the cut may fall inside a character, and a tool may print anything. A JSON
+     * string must be UTF-8 (json_pack would fail and the whole part be lost), so each byte that
+     * is not becomes '?'. */
+    while (from != NULL &&
+           (off += asr_utf8_valid_prefix((const unsigned char *)from + off, n - off)) < n)
+        from[off++] = '?';
     json_t *o = json_pack("{s:i, s:I, s:s%, s:b}", "status", status, "ms", (json_int_t)ms, "output",
-                          text != NULL ? text + (cut ? len - ASR_VIEW_OUTPUT_CAP : 0) : "",
-                          cut ? ASR_VIEW_OUTPUT_CAP : len, "cut", cut);
+                          from != NULL ? from : "", n, "cut", cut);
     free(text);
     return o;
 }

@@ -37,7 +37,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_QUERY 16
-#define NINCIDENTS 5 /* ids 1..5, see seed() */
+#define NINCIDENTS 6 /* ids 1..6, see seed() */
 
 static const char CONFIG_ONE[] = "services:\n"
                                  "  - name: web\n"
@@ -289,9 +289,11 @@ static int64_t open_remediation(int64_t plan, int64_t incident, const char *serv
 }
 
 /*
- * Incidents 1..5: 1 open with a patch plan awaiting approval; 2 open with a restart plan that
+ * Incidents 1..6: 1 open with a patch plan awaiting approval; 2 open with a restart plan that
  * ran and succeeded (with its journal); 3 resolved, with a plan and no remediation; 4 of a
- * service named with bytes the next-page link must escape; 5 with a rejected plan.
+ * service named with bytes the next-page link must escape; 5 with a rejected plan; 6 with a
+ * patch that was committed, built, tested (90 KB of output, more than the view's cap) and
+ * verified.
  */
 static void seed(void)
 {
@@ -301,8 +303,9 @@ static void seed(void)
     int64_t i3 = open_incident("web", "exit", "exited with status 1", 3000);
     int64_t i4 = open_incident("sh op/\xe2\x9c\x93=x?y#z", "sig%20a", "a\tline", 4000);
     int64_t i5 = open_incident("api", "E2002", "ERROR E2002 cache miss storm", 5000);
-    if (i1 != 1 || i5 != NINCIDENTS)
-        fail("seed: the incidents did not get ids 1..5");
+    int64_t i6 = open_incident("web", "E3003", "ERROR E3003 null deref in handler", 6000);
+    if (i1 != 1 || i6 != NINCIDENTS)
+        fail("seed: the incidents did not get ids 1..6");
 
     int64_t p1 = save_plan(i1,
                            json_pack("[{s:s, s:[{s:s, s:s, s:s}]}, {s:s}]", "action", "patch",
@@ -329,6 +332,44 @@ static void seed(void)
     int64_t r5 = open_remediation(p5, i5, "api", ASR_REM_AWAITING);
     must(asr_remediation_set(G.st, r5, ASR_REM_REJECTED, "no", "an operator", &err), &err,
          "reject a remediation");
+
+    static const char sha[] = "0123456789abcdef0123456789abcdef01234567";
+    int64_t p6 =
+        save_plan(i6,
+                  json_pack("[{s:s, s:[{s:s, s:s, s:s}]}]", "action", "patch", "edits", "path",
+                            "src/h.c", "search", "p->x", "replace", "p ? p->x : 0"),
+                  false);
+    int64_t r6 = open_remediation(p6, i6, "web", ASR_REM_RUNNING);
+    char key[64], detail[200];
+    snprintf(key, sizeof(key), "rem:%lld:step:1", (long long)r6);
+    must(asr_journal_write(G.st, r6, 1, "patch", "intent", key, false, NULL, &err), &err,
+         "journal");
+    snprintf(key, sizeof(key), "rem:%lld:commit:1", (long long)r6);
+    snprintf(detail, sizeof(detail), "{\"commit\":\"%s\",\"branch\":\"asr/fix-6\"}", sha);
+    must(asr_journal_write(G.st, r6, 1, "patch", "result", key, true, detail, &err), &err,
+         "journal");
+    snprintf(key, sizeof(key), "rem:%lld:verify:1", (long long)r6);
+    must(asr_journal_write(G.st, r6, 1, "verify", "result", key, true,
+                           "{\"detail\":\"probe ok: 3/3\"}", &err),
+         &err, "journal");
+    must(asr_remediation_set(G.st, r6, ASR_REM_SUCCEEDED, "verified", NULL, &err), &err,
+         "finish a remediation");
+    struct asr_release rel = {0};
+    must(asr_store_release_get_or_create(G.st, "web", sha, "/fuzz/releases/web", &rel, &err), &err,
+         "release");
+    must(asr_store_release_set_build(G.st, rel.id, 0, 1200, "cc -O2 h.c\n", &err), &err,
+         "build output");
+    /* 30,000 three-byte characters: the view keeps the last 64 KiB, a cut inside one. */
+    size_t n = 30000 * 3;
+    char *out = malloc(n + 1);
+    if (out == NULL)
+        fail("out of memory");
+    for (size_t i = 0; i < n; i += 3)
+        memcpy(out + i, "\xe2\x9c\x93", 3);
+    out[n] = '\0';
+    must(asr_store_release_set_test(G.st, rel.id, 1, 3400, out, &err), &err, "test output");
+    free(out);
+    asr_release_free(&rel);
 }
 
 static void setup(void)
@@ -391,6 +432,10 @@ static void reply_cb(void *ctx, int status, json_t *body)
         if (!json_is_integer(st) || json_integer_value(st) != status)
             fail("reply: an error body whose \"status\" is not the status");
     }
+    /* Incident 6 ran tests (see seed()): its view shows them, whatever bytes they printed. */
+    if (status == 200 && json_integer_value(json_object_get(body, "id")) == 6 &&
+        json_object_get(body, "stages") != NULL && !json_is_object(json_object_get(body, "test")))
+        fail("reply: incident 6's view lost its test output");
     /* A page of incidents links the next one (or null), under the API's prefix. */
     json_t *next = json_object_get(body, "next");
     if (status == 200 && json_is_array(json_object_get(body, "incidents")) && !json_is_null(next) &&
