@@ -15,6 +15,7 @@
 // CHROMIUM (default /usr/bin/chromium), DEADLINE_S (default 50).
 import { chromium } from 'playwright-core';
 import { copyFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 
 const env = (name, dflt) => {
   const v = process.env[name] ?? dflt;
@@ -185,6 +186,30 @@ try {
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
   if (SCREENSHOT_COPY) copyFileSync(SCREENSHOT, SCREENSHOT_COPY);
   log(`screenshot: ${SCREENSHOT}${SCREENSHOT_COPY ? ' and ' + SCREENSHOT_COPY : ''}`);
+
+  // 4. Log lines are the attacker's: one with markup, sent to upstream's log through the
+  // CloudWatch ingest, must show as text in the row and the detail, and nothing in it may run
+  // or load (an <img> would fetch /x-img: the response check above would see its 404).
+  const hostile = 'ERROR checkout failed: <img src="/x-img" onerror="window.__pwned=1"><script>window.__pwned=2</script> & "done"';
+  const delivery = {
+    messageType: 'DATA_MESSAGE', owner: '123456789012', logGroup: '/aws/ecs/upstream', logStream: 'dashboard-test',
+    subscriptionFilters: ['all'], logEvents: [{ id: '1', timestamp: Date.now(), message: hostile }],
+  };
+  const ingest = await fetch(new URL('/api/v1/ingest/cloudwatch?service=upstream', ASR_URL), {
+    method: 'POST',
+    headers: { Authorization: 'Bearer ' + TOKEN, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ awslogs: { data: gzipSync(Buffer.from(JSON.stringify(delivery))).toString('base64') } }),
+  });
+  if (ingest.status !== 200) throw new Error(`the CloudWatch ingest gave ${ingest.status}: ${await ingest.text()}`);
+  const hostileRow = page.locator('#incidents tbody tr', { hasText: 'upstream' });
+  await hostileRow.waitFor({ timeout: 10000 });
+  const hostileId = await hostileRow.getAttribute('data-incident-id');
+  await page.locator(`button.row-open[data-incident="${hostileId}"]`).focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#detail pre', { hasText: '<script>window.__pwned=2</script>' }).first().waitFor({ timeout: 10000 });
+  const pwned = await page.evaluate(() => [window.__pwned, document.querySelectorAll('main img, main script').length]);
+  if (pwned[0] !== undefined || pwned[1] !== 0) throw new Error(`the hostile line ran or became markup: ${JSON.stringify(pwned)}`);
+  log(`a log line with markup (incident #${hostileId}, through the CloudWatch ingest) shows as text; nothing ran`);
 
   if (navigations !== 1) problems.push(`the page navigated ${navigations} times (expected only the first load)`);
   const posts = writes.filter((w) => !/^POST \/api\/v1\/plans\/\d+\/approve$/.test(w));
