@@ -240,9 +240,10 @@
     if (ev.service) {
       pending.services.add(ev.service);
       // Stages such as built, tested and deployed move with service events that may not name
-      // the incident: the service's unfinished incidents are read again.
+      // the incident: the service's incidents with a remediation running are read again (not
+      // every open one: escalated incidents stay open, and their stages no longer move).
       for (const inc of state.incidents.values()) {
-        if (inc.service === ev.service && unfinished(inc)) pending.incidents.add(inc.id);
+        if (inc.service === ev.service && running(inc)) pending.incidents.add(inc.id);
       }
     }
     const k = String(ev.kind || '');
@@ -261,9 +262,8 @@
     pending.services.clear();
     pending.plans = false;
   }
-  function unfinished(inc) {
-    const r = inc.remediation && inc.remediation.state;
-    return inc.status !== 'resolved' || r === 'running' || r === 'awaiting_approval';
+  function running(inc) {
+    return !!inc.remediation && inc.remediation.state === 'running';
   }
 
   // ---- the event stream ----------------------------------------------------------------------
