@@ -832,7 +832,6 @@
         else sessionStorage.removeItem(TOKEN_KEY);
       } catch (e) { showError('the token cannot be kept: ' + e.message); }
     });
-    $('token-form').addEventListener('submit', (e) => e.preventDefault());
     $('token-clear').addEventListener('click', () => {
       input.value = '';
       try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
