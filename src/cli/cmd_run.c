@@ -356,7 +356,7 @@ static int hook_deploy(void *data, const char *name, const char *ref, bool rollb
     struct daemon *d = data;
     struct asr_service *svc = find_service(d, name);
     if (svc == NULL)
-        return asr_err_set(err, ASR_ENOENT, "no service '%s'", name);
+        return asr_err_set(err, ASR_ENOENT, "unknown service '%s'", name);
     int rc = rollback ? asr_service_rollback(svc, progress, done, cb_data, err)
                       : asr_service_deploy(svc, ref, "deploy", progress, done, cb_data, err);
     /* The service exists: what it lacks (no earlier release, an unknown ref) is its state. */
