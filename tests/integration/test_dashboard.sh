@@ -34,7 +34,7 @@ export ASR_API_TOKEN
 # The browser test runs from a copy, with its dependencies installed from the committed lock file.
 cp -r "$ASR_SOURCE_DIR/tests/browser" "$WORK/browser"
 rm -rf "$WORK/browser/node_modules"
-npm ci --prefix "$WORK/browser" --no-audit --no-fund --loglevel=error >"$WORK/npm.log" 2>&1 ||
+npm ci --prefix "$WORK/browser" --prefer-offline --no-audit --no-fund --loglevel=error >"$WORK/npm.log" 2>&1 ||
     { cat "$WORK/npm.log" >&2; fail "npm ci of tests/browser"; }
 grep -q '"version": "1.57.0"' "$WORK/browser/node_modules/playwright-core/package.json" ||
     fail "npm ci did not install playwright-core 1.57.0"
