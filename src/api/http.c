@@ -43,6 +43,7 @@ struct asr_http {
     void *data;
     struct asr_http_req *reqs; /* every request not yet freed */
     bool stopping;
+    int closed; /* of the poll and the timer, once stopping */
 };
 
 struct asr_http_stream {
@@ -494,10 +495,12 @@ int asr_http_port(const struct asr_http *h)
     return h->port;
 }
 
+/* libuv runs close callbacks newest first (the timer's before the poll's): h goes with the
+ * second, whichever it is. */
 static void closed_cb(uv_handle_t *hd)
 {
     struct asr_http *h = hd->data;
-    if (hd == (uv_handle_t *)&h->timer)
+    if (++h->closed == 2)
         free(h);
 }
 
