@@ -17,8 +17,9 @@
 #   - CloudWatch ingest: garbage 400, CONTROL_MESSAGE accepted with 0, a delivery with a fault
 #     line of a configured signature opens an incident
 #   - GET /audit is ok; /metrics passes promtool and its MTTR count and sum equal the store's
-# With API_EXAMPLES=FILE it also writes each call and its (cut) answer there: docs/api.md's
-# examples come from such a run.
+# With API_EXAMPLES=DIR it also writes each call and its answer there, one file per call (the
+# token replaced by $TOKEN), and the event stream as events.txt: docs/api.md's examples come
+# from such a run.
 source "$(dirname "$0")/lib.sh"
 
 # The sanitizers slow the daemon down several times: waits are scaled.
@@ -43,6 +44,7 @@ ASR_TEST_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 export ASR_TEST_TOKEN
 AUTH=(-H "Authorization: Bearer $ASR_TEST_TOKEN")
 B=http://127.0.0.1:$API_PORT
+EXAMPLE=0
 TIMEOUT=$((20 * SLOW))
 
 start_daemon
@@ -110,11 +112,11 @@ check() {
         [[ $(<"$WORK/body") =~ $re ]] || fail "$what: the error's shape: $(head -c 400 "$WORK/body")"
     fi
     if [ -n "${API_EXAMPLES:-}" ]; then
+        EXAMPLE=$((EXAMPLE + 1))
         {
-            printf '\n### %s: %s %s -> %s\n' "$what" "$m" "$p" "$got"
-            head -c 1500 "$WORK/body"
-            echo
-        } >>"$API_EXAMPLES"
+            printf '%s\n' "$what" "$got" "${*//$ASR_TEST_TOKEN/\$TOKEN}"
+            cat "$WORK/body"
+        } >"$API_EXAMPLES/$(printf %03d $EXAMPLE).txt"
     fi
     pass "$what: $m $p $got"
 }
@@ -172,6 +174,11 @@ check "ingest without a token" 401 POST /api/v1/ingest/cloudwatch -d '{}'
 check "GET from loopback needs no token" 200 GET /api/v1/audit
 check "GET with the token" 200 GET /api/v1/audit "${AUTH[@]}"
 check "GET with a wrong token on loopback" 200 GET /api/v1/audit -H "Authorization: Bearer nope"
+# DNS rebinding: a loopback read is open only when the request names this machine.
+check "a loopback read naming another host" 403 GET /api/v1/status -H "Host: evil.example"
+check "a loopback read naming another host, with the token" 200 GET /api/v1/status -H "Host: evil.example" "${AUTH[@]}"
+check "a name that only starts like an address" 403 GET /metrics -H "Host: 127.0.0.1.nip.io:$API_PORT"
+check "Host: localhost" 200 GET /api/v1/status -H "Host: localhost:$API_PORT"
 if grep -q -- "$ASR_TEST_TOKEN" "$WORK/daemon.log" "$CFG"; then fail "the token is in the log or the config"; fi
 pass "the token is in neither the daemon's log nor the config"
 
@@ -476,6 +483,36 @@ is "its source" "shop cloudwatch:/aws/ecs/shop/shop/web/1" 'd["incidents"][0]["s
 grep -q "^daemon: running (pid $DAEMON_PID)" "$WORK/cli.txt" || fail "asr status: $(cat "$WORK/cli.txt")"
 grep -q "^shop .*healthy" "$WORK/cli.txt" || fail "asr status: $(cat "$WORK/cli.txt")"
 pass "asr status"
+# The control socket's form of a call: one JSON line {method, path, query?, body?} in, one line
+# {ok, status, body} out (the CLI's commands are such calls).
+python3 - "$STATE/asr.sock" "$WORK/socket.txt" <<'PY' || fail "the control socket: $(cat "$WORK/socket.txt")"
+import json, socket, sys
+def call(req):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall((json.dumps(req) + "\n").encode())
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return json.loads(data.splitlines()[-1])
+out = open(sys.argv[2], "w")
+for req in ({"method": "GET", "path": "/api/v1/incidents", "query": {"limit": "1", "state": "resolved"}},
+            {"method": "GET", "path": "/api/v1/incidents/999999"},
+            {"method": "POST", "path": "/api/v1/incidents/999999/resolve", "body": {"reason": "x"}}):
+    r = call(req)
+    print(json.dumps(req), json.dumps(r), file=out)
+    assert set(r) == {"ok", "status", "body"}, r
+    if req["path"] == "/api/v1/incidents":
+        assert r["ok"] is True and r["status"] == 200 and len(r["body"]["incidents"]) == 1, r
+    else:
+        assert r["ok"] is False and r["status"] == 404 and r["body"]["status"] == 404, r
+PY
+pass "the control socket answers the same routes, trusted, with {ok, status, body}"
+[ -z "${API_EXAMPLES:-}" ] || cp "$WORK/socket.txt" "$WORK/sse.txt" "$API_EXAMPLES/"
 sed -i '/^  token_env: ASR_TEST_TOKEN$/d' "$CFG"
 n=$(grep -c "config reloaded" "$WORK/daemon.log" || true)
 kill -HUP "$DAEMON_PID"
