@@ -24,6 +24,7 @@
 #include "asr/utf8.h"
 #include "detect/cloudwatch.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -101,6 +102,7 @@ static int status_of(int rc)
         return 404;
     case ASR_EINVAL:
     case ASR_EBUSY:
+    case ASR_ESTATE:
         return 409;
     default:
         return 500;
@@ -165,8 +167,9 @@ static bool query_int(const struct asr_api_call *c, const char *key, long long l
         return true;
     }
     char *end;
+    errno = 0;
     long long n = strtoll(v, &end, 10);
-    if (v[0] == '\0' || *end != '\0' || n < lo || n > hi) {
+    if (v[0] == '\0' || *end != '\0' || errno == ERANGE || n < lo || n > hi) {
         reply_error(c, 400, "query: %s must be a whole number in %lld..%lld, got '%.40s'", key, lo,
                     hi, v);
         return false;
@@ -643,7 +646,7 @@ static bool match(const char *pattern, const char *path, struct args *a)
         if (pl == 4 && memcmp(pattern, "{id}", 4) == 0) {
             int64_t v = 0;
             for (size_t i = 0; i < sl; i++) {
-                if (path[i] < '0' || path[i] > '9' || v > (INT64_MAX - 9) / 10)
+                if (path[i] < '0' || path[i] > '9' || v > (INT64_MAX - (path[i] - '0')) / 10)
                     return false;
                 v = v * 10 + (path[i] - '0');
             }
