@@ -152,6 +152,7 @@ check "wrong method (GET on an action)" 405 GET /api/v1/incidents/1/resolve
 says "405 should name the allowed method" "allowed: POST" "$(j 'd["error"]')"
 check "wrong method (DELETE, with the token)" 405 DELETE /api/v1/services/shop "${AUTH[@]}"
 check "wrong method (POST on the stream)" 405 POST /api/v1/events "${AUTH[@]}"
+check "the stream and /metrics answer GET only" 405 HEAD /metrics -I
 check "dashboard" 200 GET /
 header Content-Type | grep -q "text/html" || fail "/ is not HTML: $(header Content-Type)"
 header Content-Security-Policy | grep -q "default-src 'self'" || fail "/ has no CSP"
@@ -579,4 +580,7 @@ YAML
 fi
 
 stop_daemon || fail "the daemon did not stop cleanly: $(tail -n 20 "$WORK/daemon.log")"
+QPID=$QPY_PID
+eval "exec ${QPY[1]}>&-" # the query helper ends at the end of its input
+wait "$QPID" || true
 pass "the HTTP API"
