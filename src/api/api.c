@@ -20,6 +20,7 @@
 #include "asr/buf.h"
 #include "asr/incident.h"
 #include "asr/log.h"
+#include "asr/remediation.h"
 #include "asr/timeutil.h"
 #include "asr/utf8.h"
 #include "detect/cloudwatch.h"
@@ -104,6 +105,8 @@ static int status_of(int rc)
     case ASR_EBUSY:
     case ASR_ESTATE:
         return 409;
+    case ASR_ECANCELED:
+        return 503; /* cut short: asr is stopping */
     default:
         return 500;
     }
@@ -429,16 +432,28 @@ static void decide(struct asr_api *api, const struct asr_api_call *c, int64_t in
                     "decision", approve ? "approved" : "rejected"));
 }
 
+/* The plan of the incident's latest remediation, for the answer; 0 when it has none. */
+static int64_t incident_plan(struct asr_api *api, int64_t incident)
+{
+    struct asr_remediation rem = {0};
+    struct asr_err err = {0};
+    if (asr_remediation_of_incident(api->st, incident, &rem, &err) != 0)
+        return 0;
+    int64_t plan = rem.plan_id;
+    asr_remediation_free(&rem);
+    return plan;
+}
+
 static void post_incident_approve(struct asr_api *api, const struct asr_api_call *c,
                                   const struct args *a)
 {
-    decide(api, c, a->id, 0, true);
+    decide(api, c, a->id, incident_plan(api, a->id), true);
 }
 
 static void post_incident_reject(struct asr_api *api, const struct asr_api_call *c,
                                  const struct args *a)
 {
-    decide(api, c, a->id, 0, false);
+    decide(api, c, a->id, incident_plan(api, a->id), false);
 }
 
 static void get_plans(struct asr_api *api, const struct asr_api_call *c, const struct args *a)
@@ -447,9 +462,23 @@ static void get_plans(struct asr_api *api, const struct asr_api_call *c, const s
     long long limit;
     if (!query_int(c, "limit", 1, 500, 50, &limit))
         return;
+    static const char *const states[] = {ASR_REM_AWAITING, ASR_REM_RUNNING,   ASR_REM_SUCCEEDED,
+                                         ASR_REM_FAILED,   ASR_REM_ESCALATED, ASR_REM_REJECTED,
+                                         ASR_REM_SHADOWED, ASR_REM_REFUSED};
+    const char *status = query(c, "status");
+    bool known = status == NULL;
+    for (size_t i = 0; !known && i < sizeof(states) / sizeof(states[0]); i++)
+        known = strcmp(status, states[i]) == 0;
+    if (!known) {
+        reply_error(c, 400,
+                    "query: status must be a remediation state (awaiting_approval, running, "
+                    "succeeded, failed, escalated, rejected, shadowed, refused), got '%.40s'",
+                    status);
+        return;
+    }
     json_t *out = NULL;
     struct asr_err err = {0};
-    int rc = asr_view_plans(api->st, query(c, "status"), (int)limit, &out, &err);
+    int rc = asr_view_plans(api->st, status, (int)limit, &out, &err);
     if (rc != 0)
         reply_error(c, status_of(rc), "%s", asr_err_msg(&err, rc));
     else
@@ -719,7 +748,7 @@ static void http_reply(void *ctx, int status, json_t *body)
 /* Constant-time comparison of the presented token with ours. */
 static bool token_ok(const struct asr_api *api, const char *header)
 {
-    if (api->token == NULL || header == NULL || strncmp(header, "Bearer ", 7) != 0)
+    if (api->token == NULL || header == NULL || strncasecmp(header, "Bearer ", 7) != 0)
         return false;
     const char *t = header + 7;
     size_t a = strlen(t), b = strlen(api->token);
