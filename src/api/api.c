@@ -850,8 +850,9 @@ static void serve_events(struct asr_api *api, struct asr_http_req *r)
     long long from = -1;
     if (v != NULL) {
         char *end;
+        errno = 0;
         from = strtoll(v, &end, 10);
-        if (v[0] == '\0' || *end != '\0' || from < 0) {
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno == ERANGE) {
             asr_http_reply_error(r, 400,
                                  last != NULL
                                      ? "Last-Event-ID must be an event id (a whole number)"

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH 500
+#define BATCH 500 /* rows read and sent per loop turn: a backlog never holds the loop long */
 #define KEEPALIVE_MS 15000
 #define TICK_MS 1000
 /* A client with more than this waiting gets no more rows until it has read some. */
@@ -28,6 +28,7 @@ struct asr_events {
     struct asr_store *st;
     uv_check_t check;
     uv_timer_t tick;
+    uv_timer_t kick;   /* the next batch, on the next loop turn */
     int64_t seen_head; /* the store's head when the clients were last brought up to date */
     int64_t tick_ms;   /* time since the last keepalive */
     struct client *clients;
@@ -57,39 +58,84 @@ int asr_events_format(const struct asr_event *e, struct asr_buf *out)
     return rc;
 }
 
-/* Sends the client what it has not had, a batch at a time, while it keeps up. */
-static void pump(struct client *c)
+static bool ready(const struct client *c)
 {
-    struct asr_events *hub = c->hub;
-    while (asr_http_stream_queued(c->stream) < HIGH_WATER) {
-        struct asr_event *v = NULL;
-        size_t n = 0;
-        struct asr_err err = {0};
-        if (asr_store_event_list(hub->st, NULL, c->cursor, BATCH, &v, &n, &err) != 0) {
-            asr_warn("api: event stream: %s", err.msg);
-            return;
-        }
-        struct asr_buf b;
-        asr_buf_init(&b, 64u << 20);
-        for (size_t i = 0; i < n; i++) {
-            if (asr_events_format(&v[i], &b) != 0)
-                asr_warn("api: event %lld could not be formatted; skipped", (long long)v[i].id);
-            c->cursor = v[i].id;
-        }
-        asr_events_free(v, n);
-        int rc = b.len > 0 ? asr_http_stream_write(c->stream, b.data, b.len) : 0;
-        asr_buf_free(&b);
-        if (rc != 0 || n < BATCH)
-            return; /* rc: the stream ended (its on_close unlinks c) */
-    }
+    return asr_http_stream_queued(c->stream) < HIGH_WATER;
 }
 
-static void pump_all(struct asr_events *hub)
+/*
+ * One batch: the rows after the lowest cursor of the clients that keep up, read once and
+ * formatted once, then each client gets the part it has not had. Returns true when a client
+ * that keeps up is still behind (another batch is due on the next loop turn).
+ */
+static bool pump_batch(struct asr_events *hub)
 {
+    int64_t from = INT64_MAX;
+    for (struct client *c = hub->clients; c != NULL; c = c->next)
+        if (ready(c) && c->cursor < from)
+            from = c->cursor;
+    if (from == INT64_MAX)
+        return false;
+    struct asr_event *v = NULL;
+    size_t n = 0;
+    struct asr_err err = {0};
+    if (asr_store_event_list(hub->st, NULL, from, BATCH, &v, &n, &err) != 0) {
+        asr_warn("api: event stream: %s", err.msg);
+        return false;
+    }
+    if (n == 0)
+        return false;
+    /* All the messages in one buffer; off[i] is where row i's starts. */
+    struct asr_buf b;
+    asr_buf_init(&b, 64u << 20);
+    size_t *off = malloc((n + 1) * sizeof(*off));
+    if (off == NULL) {
+        asr_events_free(v, n);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        off[i] = b.len;
+        if (asr_events_format(&v[i], &b) != 0) {
+            asr_warn("api: event %lld could not be formatted; skipped", (long long)v[i].id);
+            b.len = off[i];
+        }
+    }
+    off[n] = b.len;
+    bool more = false;
     for (struct client *c = hub->clients, *next; c != NULL; c = next) {
         next = c->next;
-        pump(c);
+        if (!ready(c))
+            continue;
+        size_t i = 0;
+        while (i < n && v[i].id <= c->cursor)
+            i++;
+        if (i == n)
+            continue;
+        int64_t last = v[n - 1].id;
+        int rc = asr_http_stream_write(c->stream, b.data + off[i], off[n] - off[i]);
+        if (rc == 0) {
+            c->cursor = last; /* on failure the stream has ended and c is unlinked */
+            more |= n == BATCH && ready(c);
+        }
     }
+    asr_buf_free(&b);
+    free(off);
+    asr_events_free(v, n);
+    return more;
+}
+
+static void kick_cb(uv_timer_t *t)
+{
+    struct asr_events *hub = t->data;
+    if (pump_batch(hub))
+        uv_timer_start(&hub->kick, kick_cb, 0, 0);
+}
+
+/* Another batch on the next loop turn, after whatever I/O is waiting. */
+static void schedule(struct asr_events *hub)
+{
+    if (hub->nclients > 0 && !hub->closing && !uv_is_active((uv_handle_t *)&hub->kick))
+        uv_timer_start(&hub->kick, kick_cb, 0, 0);
 }
 
 /* After every loop iteration: new rows written by this process. */
@@ -100,14 +146,14 @@ static void check_cb(uv_check_t *h)
     if (head == hub->seen_head)
         return;
     hub->seen_head = head;
-    pump_all(hub);
+    schedule(hub);
 }
 
 /* Once a second: rows of other processes, clients that were behind, and keepalives. */
 static void tick_cb(uv_timer_t *t)
 {
     struct asr_events *hub = t->data;
-    pump_all(hub);
+    schedule(hub);
     hub->tick_ms += TICK_MS;
     if (hub->tick_ms < KEEPALIVE_MS)
         return;
@@ -117,6 +163,13 @@ static void tick_cb(uv_timer_t *t)
         next = c->next;
         asr_http_stream_write(c->stream, ": keepalive\n\n", 13);
     }
+}
+
+/* Called from inside MHD when a client has taken all it was given. */
+static void client_drained(void *data)
+{
+    struct client *c = data;
+    schedule(c->hub);
 }
 
 static void client_closed(void *data)
@@ -133,6 +186,7 @@ static void client_closed(void *data)
     if (hub->nclients == 0 && !hub->closing) {
         uv_check_stop(&hub->check);
         uv_timer_stop(&hub->tick);
+        uv_timer_stop(&hub->kick);
     }
     free(c);
 }
@@ -145,8 +199,11 @@ void asr_events_attach(struct asr_events *hub, struct asr_http_req *r, int64_t a
         return;
     }
     c->hub = hub;
-    c->cursor = after_id >= 0 ? after_id : asr_store_event_head(hub->st);
-    c->stream = asr_http_stream_open(r, "text/event-stream; charset=utf-8", client_closed, c);
+    /* A cursor past the newest event (a store that was replaced, a made-up id) starts now. */
+    int64_t head = asr_store_event_head(hub->st);
+    c->cursor = after_id >= 0 && after_id <= head ? after_id : head;
+    c->stream = asr_http_stream_open(r, "text/event-stream; charset=utf-8", client_closed,
+                                     client_drained, c);
     if (c->stream == NULL) {
         free(c);
         return;
@@ -156,13 +213,13 @@ void asr_events_attach(struct asr_events *hub, struct asr_http_req *r, int64_t a
         hub->clients->prev = c;
     hub->clients = c;
     if (hub->nclients++ == 0) {
-        hub->seen_head = asr_store_event_head(hub->st);
+        hub->seen_head = head;
         uv_check_start(&hub->check, check_cb);
         uv_timer_start(&hub->tick, tick_cb, TICK_MS, TICK_MS);
     }
-    /* How long a browser waits before reconnecting, then whatever the client missed. */
+    /* How long a browser waits before reconnecting; what the client missed follows. */
     asr_http_stream_write(c->stream, "retry: 1000\n\n", 13);
-    pump(c);
+    schedule(hub);
 }
 
 size_t asr_events_clients(const struct asr_events *hub)
@@ -180,7 +237,8 @@ int asr_events_create(uv_loop_t *loop, struct asr_store *st, struct asr_events *
     hub->st = st;
     uv_check_init(loop, &hub->check);
     uv_timer_init(loop, &hub->tick);
-    hub->check.data = hub->tick.data = hub;
+    uv_timer_init(loop, &hub->kick);
+    hub->check.data = hub->tick.data = hub->kick.data = hub;
     *out = hub;
     return 0;
 }
@@ -188,7 +246,7 @@ int asr_events_create(uv_loop_t *loop, struct asr_store *st, struct asr_events *
 static void hub_closed_cb(uv_handle_t *h)
 {
     struct asr_events *hub = h->data;
-    if (++hub->closing == 3)
+    if (++hub->closing == 4)
         free(hub);
 }
 
@@ -199,4 +257,5 @@ void asr_events_destroy(struct asr_events *hub)
     hub->closing = 1; /* the server has stopped: every stream has ended and unlinked itself */
     uv_close((uv_handle_t *)&hub->check, hub_closed_cb);
     uv_close((uv_handle_t *)&hub->tick, hub_closed_cb);
+    uv_close((uv_handle_t *)&hub->kick, hub_closed_cb);
 }

@@ -52,6 +52,7 @@ struct asr_http_stream {
     size_t sent; /* bytes of queue already handed to MHD */
     bool ended;
     void (*on_close)(void *data);
+    void (*on_drain)(void *data);
     void *data;
 };
 
@@ -358,6 +359,9 @@ static ssize_t stream_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
             s->req->suspended = true;
             MHD_suspend_connection(s->req->conn);
         }
+        /* The client has taken everything: the writer may have more for it. */
+        if (s->on_drain != NULL)
+            s->on_drain(s->data);
         return 0;
     }
     size_t n = avail < max ? avail : max;
@@ -385,7 +389,8 @@ static void stream_free_cb(void *cls)
 }
 
 struct asr_http_stream *asr_http_stream_open(struct asr_http_req *r, const char *ctype,
-                                             void (*on_close)(void *data), void *data)
+                                             void (*on_close)(void *data),
+                                             void (*on_drain)(void *data), void *data)
 {
     struct asr_http_stream *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -395,6 +400,7 @@ struct asr_http_stream *asr_http_stream_open(struct asr_http_req *r, const char 
     asr_buf_init(&s->queue, STREAM_MAX_QUEUED);
     s->req = r;
     s->on_close = on_close;
+    s->on_drain = on_drain;
     s->data = data;
     struct MHD_Response *resp = MHD_create_response_from_callback(
         MHD_SIZE_UNKNOWN, 16 * 1024, stream_read_cb, s, stream_free_cb);
@@ -416,6 +422,11 @@ int asr_http_stream_write(struct asr_http_stream *s, const char *p, size_t n)
 {
     if (s == NULL || s->ended)
         return -1;
+    /* The cap is on what waits: the bytes MHD already took go first. */
+    if (s->sent > 0 && s->queue.len + n > STREAM_MAX_QUEUED) {
+        asr_buf_consume(&s->queue, s->sent);
+        s->sent = 0;
+    }
     if (s->queue.len - s->sent + n > STREAM_MAX_QUEUED || asr_buf_append(&s->queue, p, n) != 0) {
         asr_warn("api: an event stream's client reads too slowly (%zu bytes waiting); closing it",
                  s->queue.len - s->sent);

@@ -69,10 +69,13 @@ void asr_http_add_header(struct asr_http_req *r, const char *name, const char *v
 /*
  * Turns the request into an open stream of ctype (status 200) and ends the handler's use of r.
  * on_close(data) is called once when the stream ends for any reason (client gone, server stop);
- * after it the stream pointer is invalid.
+ * after it the stream pointer is invalid. on_drain(data) (may be NULL) is called from inside
+ * MHD when the client has taken every queued byte: it must not write to the stream there, only
+ * arrange to (a timer).
  */
 struct asr_http_stream *asr_http_stream_open(struct asr_http_req *r, const char *ctype,
-                                             void (*on_close)(void *data), void *data);
+                                             void (*on_close)(void *data),
+                                             void (*on_drain)(void *data), void *data);
 /* Queues bytes on the stream. Returns 0, or -1 when more than max_queued bytes are waiting for a
  * slow client (the stream is then ended: a client that does not read cannot hold memory). */
 int asr_http_stream_write(struct asr_http_stream *s, const char *p, size_t n);
