@@ -5,7 +5,7 @@
         GET URL every INTERVAL_MS ms for SECONDS s, open loop: each request goes out at its
         planned time on an idle keep-alive connection, or a new one when all are busy (as
         independent users would send them; at most 256), and its latency counts from that time, so a stall
-        of the server shows in every request planned during it. Requests unanswered 5 s after
+        of the server shows in every request planned during it. Requests unanswered 3 s after
         the last planned one are "late" (counted with their wait so far, a lower bound). Prints
         shell assignments: PREFIX_n, _errors, _late, _conns (connections opened), _p50, _p90,
         _p99, _max (ms).
@@ -110,13 +110,14 @@ class ProbeConn:
 
 
 MAX_CONNS = 256  # the probe's connections at most; past that a request waits for one
+GRACE = 3.0  # s after the last planned request that the probe waits for answers
 
 
 def cmd_probe(url, seconds, interval_ms, prefix):
     """Open loop: a request goes out at each planned time on an idle connection (a new one
     when all are busy), whatever the earlier ones are doing, as independent users would send
     them; with MAX_CONNS busy, a request waits for one to be free. Latency counts from the
-    planned time. Requests still unanswered 5 s after the last planned one are "late", counted
+    planned time. Requests still unanswered GRACE s after the last planned one are "late", counted
     with their wait so far (a lower bound)."""
     host, port, path = split_url(url)
     seconds, interval = float(seconds), float(interval_ms) / 1000.0
@@ -126,7 +127,7 @@ def cmd_probe(url, seconds, interval_ms, prefix):
     errors = late = 0
     n = int(seconds / interval)
     start = time.monotonic()
-    deadline = start + seconds + 5.0
+    deadline = start + seconds + GRACE
     i = 0
     busy = set()
     pending = []  # planned times that found every connection busy and the cap reached

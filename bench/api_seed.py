@@ -117,6 +117,20 @@ def shifted(row, base):
     return out
 
 
+def compile_rows(table, rows_):
+    """Template rows as value lists in the order of ["id"] + TABLES[table], with the positions
+    of their ms and us times (so that a copy is a list copy and a few additions)."""
+    cols = ["id"] + TABLES[table]
+    ms = [i for i, c in enumerate(cols) if c in MS]
+    us = [i for i, c in enumerate(cols) if c in US]
+    out = []
+    for r in rows_:
+        v = [r.get(c) for c in cols]
+        out.append((v, [i for i in ms if v[i] is not None], [i for i in us if v[i] is not None],
+                    r.get("id"), r))
+    return cols, out
+
+
 def cmd_seed(path, tpl_path, n, days="30"):
     n, days = int(n), float(days)
     tpl = json.load(open(tpl_path))["incidents"]
@@ -134,43 +148,62 @@ def cmd_seed(path, tpl_path, n, days="30"):
     next_id = {t: (db.execute("SELECT coalesce(max(id), 0) FROM %s" % t).fetchone()[0] + 1)
                for t in TABLES}
     out = {t: [] for t in TABLES}
+    parts = {"incidents": "incident", "incident_notes": "notes", "plans": "plans",
+             "remediations": "remediations", "journal": "journal", "events": "events"}
+    cols, comp = {}, []
+    for t in tpl:
+        c = {}
+        for table, key in parts.items():
+            rows_ = t[key] if isinstance(t[key], list) else [t[key]]
+            cols[table], c[table] = compile_rows(table, rows_)
+        comp.append(c)
+    ix = {table: {name: i for i, name in enumerate(cols[table])} for table in TABLES}
 
-    def add(table, row):
-        row["id"] = next_id[table]
+    def copy(table, item, base):
+        v, ms, us, _, _ = item
+        v = list(v)
+        for i in ms:
+            v[i] += base
+        for i in us:
+            v[i] += base * 1000
+        v[0] = next_id[table]
         next_id[table] += 1
-        out[table].append(row)
-        return row["id"]
+        out[table].append(v)
+        return v
 
     now = int(time.time() * 1000)
     span = int(days * 86400 * 1000)
-    for i in range(n):
-        t = tpl[i % len(tpl)]
-        base = now - span + span * i // n  # first fault line of this copy
-        iid = add("incidents", shifted(t["incident"], base))
-        for r in t["notes"]:
-            add("incident_notes", dict(shifted(r, base), incident_id=iid))
+    for k in range(n):
+        c = comp[k % len(comp)]
+        base = now - span + span * k // n  # first fault line of this copy
+        iid = copy("incidents", c["incidents"][0], base)[0]
+        for item in c["incident_notes"]:
+            copy("incident_notes", item, base)[ix["incident_notes"]["incident_id"]] = iid
         plan_ids, rem_ids = {}, {}
-        for r in t["plans"]:
-            plan_ids[r["id"]] = add("plans", dict(shifted(r, base), incident_id=iid))
-        for r in t["remediations"]:
-            rem_ids[r["id"]] = add("remediations", dict(
-                shifted(r, base), incident_id=iid, plan_id=plan_ids[r["plan_id"]]))
-        for r in t["journal"]:
-            rid = rem_ids[r["remediation_id"]]
-            parts = r["idem_key"].split(":")
-            if len(parts) >= 2 and parts[0] == "rem":
-                parts[1] = str(rid)
-            add("journal", dict(shifted(r, base), remediation_id=rid, idem_key=":".join(parts)))
-        for r in t["events"]:
-            e = shifted(r, base)
-            if e["incident_id"] is not None:
-                e["incident_id"] = iid
-            add("events", e)
+        for item in c["plans"]:
+            v = copy("plans", item, base)
+            v[ix["plans"]["incident_id"]] = iid
+            plan_ids[item[3]] = v[0]
+        for item in c["remediations"]:
+            v = copy("remediations", item, base)
+            v[ix["remediations"]["incident_id"]] = iid
+            v[ix["remediations"]["plan_id"]] = plan_ids[item[4]["plan_id"]]
+            rem_ids[item[3]] = v[0]
+        for item in c["journal"]:
+            v = copy("journal", item, base)
+            rid = rem_ids[item[4]["remediation_id"]]
+            v[ix["journal"]["remediation_id"]] = rid
+            key = item[4]["idem_key"].split(":")
+            if len(key) >= 2 and key[0] == "rem":
+                key[1] = str(rid)
+            v[ix["journal"]["idem_key"]] = ":".join(key)
+        for item in c["events"]:
+            v = copy("events", item, base)
+            if v[ix["events"]["incident_id"]] is not None:
+                v[ix["events"]["incident_id"]] = iid
     for table, rows_ in out.items():
-        cols = ["id"] + TABLES[table]
         db.executemany("INSERT INTO %s (%s) VALUES (%s)" % (
-            table, ", ".join(cols), ", ".join("?" * len(cols))),
-            ([r[c] for c in cols] for r in rows_))
+            table, ", ".join(cols[table]), ", ".join("?" * len(cols[table]))), rows_)
     db.execute("COMMIT")
     db.execute("PRAGMA journal_mode = WAL")
     db.close()
