@@ -192,8 +192,10 @@ if ((HAVE_UPSTREAM)); then
     req ext_v POST "$BASE/test-fault/external-api" "${V[@]}" & bg+=($!)
 fi
 sleep 0.1
+# Served behind the external call (500 ms when faulty, 700 ms fixed), /health would take 0.4 s or
+# more from here; 0.35 s leaves room for a loaded machine (a busy CI runner starts curl slowly).
 t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 5 "$BASE/health")
-if awk -v t="$t" 'BEGIN { exit !(t < 0.2) }'; then
+if awk -v t="$t" 'BEGIN { exit !(t < 0.35) }'; then
     ok "GET /health took ${t}s while the slow routes ran"
 else
     fail "GET /health took ${t}s while the slow routes ran"
