@@ -324,6 +324,16 @@ static const char migration_7[] =
     "ALTER TABLE events ADD COLUMN incident_id INTEGER;\n"
     "CREATE INDEX events_by_incident ON events (incident_id, id) WHERE incident_id IS NOT NULL;\n";
 
+/*
+ * Indexes for the API's questions (bench/api.sh on a store of 10,000 incidents): an incident's
+ * stages look up its service's events by time (without the index every incident of a page read
+ * all 210,000 events: 2-3 s a page, now milliseconds), and the policy gate and the status ask for
+ * a service's remediations by state (8 ms a status, now under 1 ms).
+ */
+static const char migration_8[] =
+    "CREATE INDEX events_by_service_at ON events (service, at);\n"
+    "CREATE INDEX remediations_by_service_state ON remediations (service, state);\n";
+
 static const struct asr_store_migration migrations[] = {
     {1, "services, releases, deployments, events", migration_1},
     {2, "incidents, incident notes, templates, log positions", migration_2},
@@ -332,6 +342,7 @@ static const struct asr_store_migration migrations[] = {
     {5, "audit chain", migration_5},
     {6, "remediations, journal", migration_6},
     {7, "events name their incident", migration_7},
+    {8, "indexes: events by service and time, remediations by service and state", migration_8},
 };
 
 const struct asr_store_migration *asr_store_migrations(size_t *n)
