@@ -47,6 +47,8 @@ struct asr_api {
     struct asr_events *events;
     char *token; /* NULL: none configured */
     struct pending *pending;
+    struct asr_buf metrics; /* the store's part of /metrics, as last rendered */
+    int64_t metrics_head, metrics_at;
 };
 
 /* The parsed path of a call: its segments after /api/v1, and the ids and names they hold. */
@@ -827,13 +829,36 @@ static void serve_asset(struct asr_http_req *r, const char *name)
     asr_http_reply(r, 200, a->content_type, (const char *)a->data, a->len);
 }
 
+/*
+ * The store's metrics are counted over all of history (150 ms at 10,000 incidents, bench/api.sh),
+ * and they change only when the store does: every write they count also writes an event, so they
+ * are rendered again only when the event head has moved, or after METRICS_MAX_AGE_MS (writes of
+ * other processes, such as `asr kb add`, write no event here). The live part is rendered on every
+ * scrape.
+ */
+#define METRICS_MAX_AGE_MS 30000
+
 static void serve_metrics(struct asr_api *api, struct asr_http_req *r)
 {
+    struct asr_err err = {0};
+    int64_t head = asr_store_event_head(api->st), now = (int64_t)asr_time_mono_ms();
+    int rc = 0;
+    if (api->metrics.data == NULL || head != api->metrics_head ||
+        now - api->metrics_at > METRICS_MAX_AGE_MS) {
+        asr_buf_reset(&api->metrics);
+        rc = asr_metrics_render(api->st, NULL, &api->metrics, &err);
+        api->metrics_head = head;
+        api->metrics_at = now;
+        if (rc != 0)
+            asr_buf_free(&api->metrics);
+    }
     json_t *status = api->hooks.status(api->hooks.data);
     struct asr_buf b;
     asr_buf_init(&b, 64u << 20);
-    struct asr_err err = {0};
-    int rc = asr_metrics_render(api->st, status, &b, &err);
+    if (rc == 0 && api->metrics.len > 0)
+        rc = asr_buf_append(&b, api->metrics.data, api->metrics.len);
+    if (rc == 0)
+        rc = asr_metrics_render(NULL, status, &b, &err);
     json_decref(status);
     if (rc != 0)
         asr_http_reply_error(r, 500, asr_err_msg(&err, rc));
@@ -993,6 +1018,7 @@ int asr_api_create(uv_loop_t *loop, struct asr_store *st, const struct asr_confi
     api->st = st;
     api->cfg = cfg;
     api->hooks = *hooks;
+    asr_buf_init(&api->metrics, 64u << 20);
     int rc = asr_events_create(loop, st, &api->events, err);
     if (rc != 0) {
         free(api);
@@ -1054,5 +1080,6 @@ void asr_api_destroy(struct asr_api *api)
     asr_http_stop(api->http);
     asr_events_destroy(api->events);
     free(api->token);
+    asr_buf_free(&api->metrics);
     free(api);
 }
