@@ -2,7 +2,7 @@
  * http.c - the HTTP server on the loop (see http.h).
  *
  * libmicrohttpd (MHD) is started with MHD_USE_EPOLL and no thread of its own: its epoll
- * descriptor is watched by a uv_poll, and MHD_run() does the work when it is readable or when
+ * descriptor is watched by a uv_poll, and mhd.run() does the work when it is readable or when
  * MHD's next timeout (idle connections) is due. MHD_ALLOW_SUSPEND_RESUME gives each daemon an
  * inter-thread channel in that epoll set, so resuming a connection from any loop callback wakes
  * the poll by itself.
@@ -22,10 +22,73 @@
 #include "asr/log.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * libmicrohttpd is loaded when the first server starts, not linked: Debian's build initialises
+ * GnuTLS when it loads, which keeps 2.4 MB resident (libgnutls, p11-kit, nettle, gmp, ...) in
+ * every process that links it, and asr's idle target is 10 MB (bench/idle.sh). A daemon without
+ * an `api` block, and every other asr command, never loads it.
+ */
+#define MHD_FN(f) __typeof__(&MHD_##f) f
+static struct {
+    void *lib;
+    MHD_FN(add_response_header);
+    MHD_FN(create_response_from_buffer);
+    MHD_FN(create_response_from_callback);
+    MHD_FN(destroy_response);
+    MHD_FN(get_connection_info);
+    MHD_FN(get_daemon_info);
+    MHD_FN(get_timeout);
+    MHD_FN(lookup_connection_value);
+    MHD_FN(queue_response);
+    MHD_FN(resume_connection);
+    MHD_FN(run);
+    MHD_FN(start_daemon);
+    MHD_FN(stop_daemon);
+    MHD_FN(suspend_connection);
+} mhd;
+
+static int mhd_load(struct asr_err *err)
+{
+    if (mhd.lib != NULL)
+        return 0;
+    static const char *const names[] = {"libmicrohttpd.so.12", "libmicrohttpd.so"};
+    void *lib = NULL;
+    for (size_t i = 0; lib == NULL && i < sizeof(names) / sizeof(names[0]); i++)
+        lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL)
+        return asr_err_set(err, ASR_EIO,
+                           "api: cannot load libmicrohttpd (%s); install the libmicrohttpd12 "
+                           "package",
+                           dlerror());
+#define MHD_SYM(f)                                                                                 \
+    if ((*(void **)&mhd.f = dlsym(lib, "MHD_" #f)) == NULL) {                                      \
+        dlclose(lib);                                                                              \
+        return asr_err_set(err, ASR_EIO, "api: libmicrohttpd has no MHD_%s", #f);                  \
+    }
+    MHD_SYM(add_response_header);
+    MHD_SYM(create_response_from_buffer);
+    MHD_SYM(create_response_from_callback);
+    MHD_SYM(destroy_response);
+    MHD_SYM(get_connection_info);
+    MHD_SYM(get_daemon_info);
+    MHD_SYM(get_timeout);
+    MHD_SYM(lookup_connection_value);
+    MHD_SYM(queue_response);
+    MHD_SYM(resume_connection);
+    MHD_SYM(run);
+    MHD_SYM(start_daemon);
+    MHD_SYM(stop_daemon);
+    MHD_SYM(suspend_connection);
+#undef MHD_SYM
+    mhd.lib = lib; /* never unloaded: a later server reuses it */
+    return 0;
+}
 
 #define MAX_CONNECTIONS 256
 #define IDLE_TIMEOUT_S 60
@@ -93,7 +156,7 @@ static void req_free(struct asr_http_req *r)
         free(r->extra[i].value);
     }
     if (r->response != NULL)
-        MHD_destroy_response(r->response);
+        mhd.destroy_response(r->response);
     free(r);
 }
 
@@ -117,9 +180,9 @@ static void run_mhd(struct asr_http *h)
 {
     if (h->mhd == NULL)
         return;
-    MHD_run(h->mhd);
+    mhd.run(h->mhd);
     MHD_UNSIGNED_LONG_LONG ms = 0;
-    if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
+    if (mhd.get_timeout(h->mhd, &ms) == MHD_YES)
         uv_timer_start(&h->timer, timer_cb, ms > 60000 ? 60000 : ms, 0);
     else
         uv_timer_stop(&h->timer);
@@ -131,8 +194,8 @@ static void queue_stored(struct asr_http_req *r)
 {
     if (r->response == NULL)
         return;
-    MHD_queue_response(r->conn, (unsigned int)r->status, r->response);
-    MHD_destroy_response(r->response);
+    mhd.queue_response(r->conn, (unsigned int)r->status, r->response);
+    mhd.destroy_response(r->response);
     r->response = NULL;
 }
 
@@ -166,7 +229,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
             h->reqs->prev = r;
         h->reqs = r;
         *con_cls = r;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        const char *cl = mhd.lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > h->max_body) {
             /* Answered before the body is read: MHD then closes the connection without it. */
             r->too_large = r->dispatched = true;
@@ -200,7 +263,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     h->handler(r, h->data);
     if (r->held && r->stream == NULL) {
         r->suspended = true;
-        MHD_suspend_connection(conn);
+        mhd.suspend_connection(conn);
     } else {
         queue_stored(r);
     }
@@ -234,18 +297,18 @@ const char *asr_http_path(const struct asr_http_req *r)
 
 const char *asr_http_query(const struct asr_http_req *r, const char *key)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+    return mhd.lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
 const char *asr_http_header(const struct asr_http_req *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    return mhd.lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
 bool asr_http_loopback(const struct asr_http_req *r)
 {
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        mhd.get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || ci->client_addr == NULL)
         return false;
     const struct sockaddr *sa = ci->client_addr;
@@ -277,12 +340,12 @@ void asr_http_add_header(struct asr_http_req *r, const char *name, const char *v
 
 static void add_common_headers(struct asr_http_req *r, struct MHD_Response *resp, const char *ctype)
 {
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    mhd.add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     for (int i = 0; i < r->nextra; i++)
         if (r->extra[i].name != NULL && r->extra[i].value != NULL)
-            MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
+            mhd.add_response_header(resp, r->extra[i].name, r->extra[i].value);
 }
 
 /* Resumes a suspended connection, and has MHD look at it on the next loop turn (MHD's own
@@ -290,7 +353,7 @@ static void add_common_headers(struct asr_http_req *r, struct MHD_Response *resp
 static void resume(struct asr_http_req *r)
 {
     r->suspended = false;
-    MHD_resume_connection(r->conn);
+    mhd.resume_connection(r->conn);
     uv_timer_start(&r->h->timer, timer_cb, 0, 0);
 }
 
@@ -313,11 +376,11 @@ void asr_http_reply(struct asr_http_req *r, int status, const char *ctype, const
     if (r == NULL)
         return;
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+        mhd.create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (resp != NULL) {
         add_common_headers(r, resp, ctype != NULL ? ctype : "application/json");
         if (r->response != NULL)
-            MHD_destroy_response(r->response);
+            mhd.destroy_response(r->response);
         r->response = resp;
         r->status = status;
     }
@@ -357,7 +420,7 @@ static ssize_t stream_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (!s->req->suspended) {
             s->req->suspended = true;
-            MHD_suspend_connection(s->req->conn);
+            mhd.suspend_connection(s->req->conn);
         }
         /* The client has taken everything: the writer may have more for it. */
         if (s->on_drain != NULL)
@@ -402,7 +465,7 @@ struct asr_http_stream *asr_http_stream_open(struct asr_http_req *r, const char 
     s->on_close = on_close;
     s->on_drain = on_drain;
     s->data = data;
-    struct MHD_Response *resp = MHD_create_response_from_callback(
+    struct MHD_Response *resp = mhd.create_response_from_callback(
         MHD_SIZE_UNKNOWN, 16 * 1024, stream_read_cb, s, stream_free_cb);
     if (resp == NULL) {
         asr_buf_free(&s->queue);
@@ -464,6 +527,9 @@ int asr_http_start(uv_loop_t *loop, const struct asr_http_opts *o, struct asr_ht
         if (inet_pton(AF_INET, o->host, &a->sin_addr) != 1)
             return asr_err_set(err, ASR_EINVAL, "api: '%s' is not a numeric IPv4 address", o->host);
     }
+    int rc = mhd_load(err);
+    if (rc != 0)
+        return rc;
     struct asr_http *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return asr_err_set(err, ASR_ENOMEM, "api: out of memory");
@@ -472,7 +538,7 @@ int asr_http_start(uv_loop_t *loop, const struct asr_http_opts *o, struct asr_ht
     h->handler = o->handler;
     h->data = o->data;
     h->mhd =
-        MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, access_cb, h, MHD_OPTION_SOCK_ADDR,
+        mhd.start_daemon(flags, (uint16_t)o->port, NULL, NULL, access_cb, h, MHD_OPTION_SOCK_ADDR,
                          (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h,
                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int)MAX_CONNECTIONS,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
@@ -484,11 +550,11 @@ int asr_http_start(uv_loop_t *loop, const struct asr_http_opts *o, struct asr_ht
                            "on this machine?)",
                            o->host, o->port);
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *di = mhd.get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di != NULL ? di->port : o->port;
-    di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    di = mhd.get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (di == NULL || uv_poll_init(loop, &h->poll, di->epoll_fd) != 0) {
-        MHD_stop_daemon(h->mhd);
+        mhd.stop_daemon(h->mhd);
         free(h);
         return asr_err_set(err, ASR_EIO, "api: cannot watch the server's epoll descriptor");
     }
@@ -527,15 +593,15 @@ void asr_http_stop(struct asr_http *h)
             r->stream->ended = true;
             if (r->suspended) {
                 r->suspended = false;
-                MHD_resume_connection(r->conn);
+                mhd.resume_connection(r->conn);
             }
         } else if (r->held) {
             asr_http_reply_error(r, 503, "asr is stopping");
         }
     }
-    MHD_run(h->mhd);
+    mhd.run(h->mhd);
     uv_poll_stop(&h->poll);
-    MHD_stop_daemon(h->mhd);
+    mhd.stop_daemon(h->mhd);
     h->mhd = NULL;
     /* Requests a handler still held (none should remain after the replies above). */
     while (h->reqs != NULL)
