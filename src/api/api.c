@@ -568,19 +568,6 @@ static void get_audit(struct asr_api *api, const struct asr_api_call *c, const s
     reply(c, 200, out);
 }
 
-/* The service of a CloudWatch delivery: ?service=, the only service, or the log group's last
- * path segment naming one (as `asr detect --cloudwatch` does). */
-static const char *cw_service(const struct asr_config *cfg, const char *forced, const char *group)
-{
-    if (forced != NULL)
-        return asr_config_service(cfg, forced) != NULL ? forced : NULL;
-    if (cfg->nservices == 1)
-        return cfg->services[0].name;
-    const char *last = strrchr(group, '/');
-    last = last != NULL ? last + 1 : group;
-    return asr_config_service(cfg, last) != NULL ? asr_config_service(cfg, last)->name : NULL;
-}
-
 static void post_ingest_cloudwatch(struct asr_api *api, const struct asr_api_call *c,
                                    const struct args *a)
 {
@@ -598,7 +585,10 @@ static void post_ingest_cloudwatch(struct asr_api *api, const struct asr_api_cal
         return;
     }
     const char *forced = query(c, "service");
-    const char *svc = cw_service(api->cfg, forced, b.log_group);
+    /* ?service= names a configured service; else the log group stands for one. */
+    const char *svc = forced == NULL ? asr_cw_group_service(api->cfg, b.log_group)
+                      : asr_config_service(api->cfg, forced) != NULL ? forced
+                                                                     : NULL;
     if (svc == NULL) {
         if (forced != NULL)
             reply_error(c, 404, "no service '%.100s'", forced);

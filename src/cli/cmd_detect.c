@@ -108,18 +108,7 @@ static char *read_all(int fd, size_t cap, size_t *len, const char *name)
     return buf;
 }
 
-/* The service a delivery's lines belong to: --service, the only one, or the log group's name. */
-static const char *cw_service(const struct asr_config *cfg, const char *forced, const char *group)
-{
-    if (forced != NULL)
-        return forced;
-    if (cfg->nservices == 1)
-        return cfg->services[0].name;
-    const char *last = strrchr(group, '/');
-    last = last != NULL ? last + 1 : group;
-    return asr_config_service(cfg, last) != NULL ? asr_config_service(cfg, last)->name : NULL;
-}
-
+/* One delivery, decoded; its lines go to --service, or to the service its log group names. */
 static void feed_delivery(struct run *r, const struct asr_config *cfg, const char *forced,
                           const char *data, size_t len, size_t number, struct asr_framer **fr)
 {
@@ -134,7 +123,7 @@ static void feed_delivery(struct run *r, const struct asr_config *cfg, const cha
         asr_cw_batch_free(&b);
         return; /* AWS checking that the destination is reachable: nothing to detect */
     }
-    const char *svc = cw_service(cfg, forced, b.log_group);
+    const char *svc = forced != NULL ? forced : asr_cw_group_service(cfg, b.log_group);
     if (svc == NULL) {
         cli_error("detect",
                   "payload %zu: log group '%s' names no service of %s (use --service NAME)", number,

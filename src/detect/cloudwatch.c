@@ -7,6 +7,7 @@
  */
 #include "detect/cloudwatch.h"
 
+#include "asr/config.h"
 #include "asr/utf8.h"
 
 #include <jansson.h>
@@ -504,4 +505,14 @@ out:
     if (rc < 0)
         asr_cw_batch_free(out);
     return rc;
+}
+
+const char *asr_cw_group_service(const struct asr_config *cfg, const char *group)
+{
+    if (cfg->nservices == 1)
+        return cfg->services[0].name;
+    const char *last = strrchr(group, '/');
+    last = last != NULL ? last + 1 : group;
+    const struct asr_service_cfg *s = asr_config_service(cfg, last);
+    return s != NULL ? s->name : NULL;
 }

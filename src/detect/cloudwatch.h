@@ -70,4 +70,9 @@ int asr_cw_decode_envelope(const char *json, size_t len, const struct asr_cw_lim
 /* Frees everything the batch owns and zeroes it. Accepts NULL and a zeroed batch. */
 void asr_cw_batch_free(struct asr_cw_batch *b);
 
+struct asr_config;
+/* The service of cfg a delivery's log group stands for: the only service, or the service named
+ * by the group's last path segment ("/ecs/shop" -> "shop"); NULL when neither. */
+const char *asr_cw_group_service(const struct asr_config *cfg, const char *group);
+
 #endif
