@@ -222,11 +222,6 @@ void asr_events_attach(struct asr_events *hub, struct asr_http_req *r, int64_t a
     schedule(hub);
 }
 
-size_t asr_events_clients(const struct asr_events *hub)
-{
-    return hub != NULL ? hub->nclients : 0;
-}
-
 int asr_events_create(uv_loop_t *loop, struct asr_store *st, struct asr_events **out,
                       struct asr_err *err)
 {

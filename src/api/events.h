@@ -27,8 +27,6 @@ int asr_events_create(uv_loop_t *loop, struct asr_store *st, struct asr_events *
                       struct asr_err *err);
 /* Turns r into a stream starting after event after_id (-1: only events from now on). */
 void asr_events_attach(struct asr_events *hub, struct asr_http_req *r, int64_t after_id);
-/* Clients connected now. */
-size_t asr_events_clients(const struct asr_events *hub);
 /* Ends every stream and frees the hub (after asr_http_stop, which ends the streams itself). */
 void asr_events_destroy(struct asr_events *hub);
 

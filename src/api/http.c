@@ -105,8 +105,7 @@ struct asr_http {
     asr_http_handler handler;
     void *data;
     struct asr_http_req *reqs; /* every request not yet freed */
-    bool stopping;
-    int closed; /* of the poll and the timer, once stopping */
+    int closed;                /* of the poll and the timer, once stopping */
 };
 
 struct asr_http_stream {
@@ -585,7 +584,6 @@ void asr_http_stop(struct asr_http *h)
 {
     if (h == NULL)
         return;
-    h->stopping = true;
     /* Everything suspended is answered or ended, so MHD can close it. */
     for (struct asr_http_req *r = h->reqs, *next; r != NULL; r = next) {
         next = r->next;

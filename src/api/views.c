@@ -392,7 +392,7 @@ int asr_view_incident(struct asr_store *st, int64_t id, json_t **out, struct asr
     return 0;
 }
 
-static int plan_row(struct asr_store *st, int64_t id, json_t **out, struct asr_err *err)
+int asr_view_plan(struct asr_store *st, int64_t id, json_t **out, struct asr_err *err)
 {
     sqlite3_stmt *s = asr_store_prepare(st, sql_plan, "plan", err);
     if (s == NULL)
@@ -428,11 +428,6 @@ static int plan_row(struct asr_store *st, int64_t id, json_t **out, struct asr_e
     return rc;
 }
 
-int asr_view_plan(struct asr_store *st, int64_t id, json_t **out, struct asr_err *err)
-{
-    return plan_row(st, id, out, err);
-}
-
 int asr_view_plans(struct asr_store *st, const char *rem_state, int limit, json_t **out,
                    struct asr_err *err)
 {
@@ -449,7 +444,7 @@ int asr_view_plans(struct asr_store *st, const char *rem_state, int limit, json_
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *p = NULL;
-        int rc = plan_row(st, ids[i], &p, err);
+        int rc = asr_view_plan(st, ids[i], &p, err);
         if (rc != 0) {
             json_decref(list);
             return rc;
